@@ -1,0 +1,1 @@
+"""The program database: lineage store and selection policy."""

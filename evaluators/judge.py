@@ -1,0 +1,332 @@
+"""The trusted side of one evaluation: static checks, reference data, a sandboxed worker, verdict.
+
+The judge never imports candidate code. It drives a worker through load, correctness trials,
+timing and rechecks, compares every output itself, cross-checks the worker's timings against
+its own wall clock, and turns whatever happens (crash, hang, tampering) into an EvalResult.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from evaluators.backends import BackendSpec, BackendUnavailable, describe, resolve
+from evaluators.channel import ChannelError, ChannelTimeout, Message, decode_tensors
+from evaluators.compare import compare_outputs
+from evaluators.loading import TaskError
+from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status, TimingStats, TrialResult
+from evaluators.reference import ReferenceData, ReferenceStore
+from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
+from evaluators.static_checks import check_candidate
+from evaluators.timing import effective_times, wall_clock_consistent
+
+
+class Verdict(Exception):
+    """Ends an evaluation early with a status."""
+
+    def __init__(self, status: Status, stage: Stage, message: str, finding: Finding | None = None) -> None:
+        super().__init__(message)
+        self.status, self.stage, self.message, self.finding = status, stage, message, finding
+
+
+@dataclass
+class Judge:
+    """Evaluates requests for one backend and device; keeps reference data between requests."""
+
+    spec: BackendSpec
+    sandbox: Any = field(default_factory=ProcessSandbox)
+    references: ReferenceStore = field(default_factory=ReferenceStore)
+    workers: Any = None  # a warm pool with .acquire(spec, limits) -> WorkerHandle, else cold starts
+
+    @classmethod
+    def for_backend(cls, request_backend: Any, device_index: int | None = None, **kwargs: Any) -> Judge:
+        return cls(resolve(request_backend, device_index), **kwargs)
+
+    def evaluate(self, request: EvalRequest) -> EvalResult:
+        started = time.perf_counter()
+        run = _Evaluation(self, request)
+        result = run.execute()
+        result.duration_s = time.perf_counter() - started
+        result.request_digest = request.digest()
+        return result
+
+
+class _Evaluation:
+    def __init__(self, judge: Judge, request: EvalRequest) -> None:
+        self.judge = judge
+        self.request = request
+        self.spec = judge.spec
+        self.device = torch.device(self.spec.torch_device)
+        self.findings: list[Finding] = []
+        self.trials: list[TrialResult] = []
+        self.stage = Stage.static_check
+        self.worker: WorkerHandle | None = None
+        self.deadline = 0.0
+        self.result = EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued)
+
+    def execute(self) -> EvalResult:
+        result = self.result
+        try:
+            result.environment = describe(self.spec)
+            result.environment.sandbox = getattr(self.judge.sandbox, "name", None)
+            self._static_checks()
+            self.stage = Stage.reference
+            reference, _ = self.judge.references.get(self.request, self.spec)
+            if reference.degenerate:
+                self.findings.append(Finding(rule="weak-reference", message=reference.degenerate, severity="warning"))
+            result.baselines = dict(reference.baselines)
+            self.deadline = time.monotonic() + self.request.time_limit_s
+            self._run_worker(reference)
+            result.status, result.stage = Status.ok, Stage.done
+            result.message = self._success_message(result)
+        except Verdict as verdict:
+            result.status, result.stage, result.message = verdict.status, verdict.stage, verdict.message
+            if verdict.finding:
+                self.findings.append(verdict.finding)
+        except TaskError as error:
+            result.status, result.stage = Status.infra_error, Stage.reference
+            result.message = f"the task's reference is broken (not the candidate's fault): {error}"
+        except (WorkerStartError, BackendUnavailable) as error:
+            result.status, result.stage, result.message = Status.infra_error, self.stage, str(error)
+        except torch.cuda.OutOfMemoryError as error:
+            result.status, result.stage = Status.infra_error, self.stage
+            result.message = f"the judge ran out of GPU memory: {error}"
+        finally:
+            if self.worker is not None:
+                result.log = self.worker.log_tail()
+                result.environment.network_isolated = self.worker.network_isolated
+                result.environment.privileges_dropped = self.worker.privileges_dropped
+                self.worker.close()
+        result.trials = self.trials
+        result.findings = self.findings
+        return result
+
+    # -- stages --------------------------------------------------------------------------
+
+    def _static_checks(self) -> None:
+        report = check_candidate(self.request.candidate_source, strict=self.request.strict)
+        if report.compile_error:
+            raise Verdict(Status.compile_error, Stage.static_check, f"candidate.py {report.compile_error}")
+        self.findings.extend(report.findings)
+        rejects = [f for f in report.findings if f.severity == "reject"]
+        if rejects:
+            first = rejects[0]
+            where = f" (line {first.line})" if first.line else ""
+            raise Verdict(Status.rejected, Stage.static_check, f"{first.rule}{where}: {first.message}")
+
+    def _run_worker(self, reference: ReferenceData) -> None:
+        self.stage = Stage.load
+        limits = Limits(wall_s=self.request.time_limit_s, cpu_s=int(self.request.time_limit_s * 4) + 60)
+        pool = self.judge.workers
+        self.worker = pool.acquire(self.spec, limits) if pool is not None else self.judge.sandbox.start(self.spec, limits)
+        self.worker.channel.max_blob_bytes = 4 * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
+        ready = self._receive("ready", first=True)
+        sync_latency_ms = float(ready.header.get("sync_latency_ms") or 0.0)
+        self._load(reference)
+        self.stage = Stage.correctness
+        self._trials(reference)
+        if self.spec.measures_time and self.request.timing.enabled:
+            self.stage = Stage.timing
+            self._time(reference, sync_latency_ms)
+        self.stage = Stage.correctness
+        self._rechecks(reference)
+
+    def _load(self, reference: ReferenceData) -> None:
+        assert self.worker is not None
+        workdir = self.worker.workdir
+        (workdir / "reference.py").write_text(reference.source)
+        (workdir / "candidate.py").write_text(self.request.candidate_source)
+        if self.worker.privileges_dropped:
+            for name in ("reference.py", "candidate.py"):
+                os.chown(workdir / name, 65534, 65534)
+        self._send(
+            {"type": "load", "reference_file": str(workdir / "reference.py"),
+             "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed}
+        )
+        self._receive("loaded")
+
+    def _trials(self, reference: ReferenceData) -> None:
+        for index, seed in enumerate(reference.trial_seeds):
+            first = index == 0
+            self._send({"type": "run", "seed": seed, "repeat": first, "send_inputs": first})
+            message = self._receive("outputs")
+            self._check_launches(message, "correctness trial")
+            outputs = self._tensors(message, "outputs", reference)
+            trial = compare_outputs(outputs, reference.outputs[seed], self.request.correctness, index)
+            self.trials.append(trial)
+            if first:
+                self._check_repeat_and_inputs(message, reference, outputs, seed)
+            if not trial.passed:
+                failed = sum(not t.passed for t in self.trials)
+                raise Verdict(Status.incorrect, Stage.correctness, f"trial {index}: {trial.message}" +
+                              (f" ({failed} trial(s) failed)" if failed > 1 else ""))
+
+    def _check_repeat_and_inputs(
+        self, message: Message, reference: ReferenceData, outputs: list[torch.Tensor], seed: int
+    ) -> None:
+        repeat = self._tensors(message, "repeat_outputs", reference)
+        again = compare_outputs(repeat, reference.outputs[seed], self.request.correctness, 0)
+        if not again.passed:
+            raise Verdict(
+                Status.incorrect, Stage.correctness,
+                f"a second run on the same inputs gave a wrong result (nondeterministic): {again.message}",
+            )
+        inputs = self._tensors(message, "inputs", reference)
+        pristine = [x for x in self._regenerate_inputs(reference, seed) if isinstance(x, torch.Tensor)]
+        if len(pristine) != len(inputs) or any(
+            a.shape != b.shape or not torch.equal(a, b) for a, b in zip(inputs, pristine, strict=False)
+        ):
+            raise Verdict(
+                Status.rejected, Stage.correctness, "forward modified its input tensors in place",
+                Finding(rule="input-mutation", message="forward wrote into its inputs; a kernel must leave them intact"),
+            )
+
+    def _regenerate_inputs(self, reference: ReferenceData, seed: int) -> list[Any]:
+        return self.judge.references.task(reference).make_inputs(seed, self.device)
+
+    def _time(self, reference: ReferenceData, sync_latency_ms: float) -> None:
+        settings = self.request.timing
+        started = time.perf_counter()
+        self._send({"type": "time", "repetitions": settings.repetitions, "warmup": settings.warmup,
+                    "flush_l2": settings.flush_l2, "fresh_inputs": settings.fresh_inputs})
+        message = self._receive("timing")
+        wall_s = time.perf_counter() - started
+        tampered = message.header.get("tampered") or []
+        if tampered:
+            raise Verdict(Status.rejected, Stage.timing, f"timing primitives were replaced: {', '.join(map(str, tampered))}",
+                          Finding(rule="timer-tampering", message=f"replaced: {', '.join(map(str, tampered))}"))
+        stream_ms, device_ms = message.header.get("stream_ms"), message.header.get("device_ms")
+        if not (isinstance(stream_ms, list) and isinstance(device_ms, list)
+                and len(stream_ms) == len(device_ms) == settings.repetitions
+                and all(isinstance(v, (int, float)) and v >= 0 for v in stream_ms + device_ms)):
+            raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
+                          Finding(rule="channel-tampering", message="malformed timing report"))
+        launches = message.header.get("launches")
+        if not isinstance(launches, int) or launches < settings.repetitions:
+            raise Verdict(Status.rejected, Stage.timing,
+                          f"only {launches} Triton launches in {settings.repetitions} timed calls",
+                          Finding(rule="no-triton-launch", message="timed calls launched no Triton kernel"))
+        from evaluators.timing import Sample
+
+        samples = [Sample(float(s), float(d)) for s, d in zip(stream_ms, device_ms, strict=True)]
+        times, hidden = effective_times(samples, device_slack_ms=max(3 * sync_latency_ms, 0.02))
+        if hidden > len(samples) // 10:
+            self.findings.append(Finding(
+                rule="unjoined-stream", severity="warning",
+                message=f"{hidden} of {len(samples)} calls left work running on another stream; the whole device time was counted",
+            ))
+        stats = TimingStats.from_samples(times)
+        consistent, implied = wall_clock_consistent(
+            stats.median_ms, wall_s, settings.repetitions + settings.warmup, reference.loop_overhead_ms
+        )
+        if not consistent:
+            raise Verdict(Status.rejected, Stage.timing,
+                          f"reported {stats.median_ms:.4f} ms per call, but the judge's wall clock implies {implied:.4f} ms",
+                          Finding(rule="wall-clock-mismatch", message="event timings disagree with the wall clock"))
+        self.result.timing = stats
+        if "eager" in reference.baselines:
+            self.result.speedup = reference.baselines["eager"].median_ms / stats.median_ms
+        if "compile" in reference.baselines:
+            self.result.speedup_compile = reference.baselines["compile"].median_ms / stats.median_ms
+
+    def _rechecks(self, reference: ReferenceData) -> None:
+        for seed in reference.recheck_seeds:
+            self._send({"type": "recheck", "seed": seed})
+            message = self._receive("outputs")
+            self._check_launches(message, "recheck")
+            outputs = self._tensors(message, "outputs", reference)
+            trial = compare_outputs(outputs, reference.outputs[seed], self.request.correctness, len(self.trials))
+            trial.phase = "recheck"
+            self.trials.append(trial)
+            if not trial.passed:
+                raise Verdict(
+                    Status.incorrect, Stage.correctness,
+                    f"correct at first, wrong after timing on new inputs in the same buffers "
+                    f"(stale or cached output?): {trial.message}",
+                )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _check_launches(self, message: Message, what: str) -> None:
+        if message.header.get("launch_hooks_intact") is False:
+            raise Verdict(Status.rejected, self.stage, "the Triton launch counter was tampered with",
+                          Finding(rule="launch-hook-tampering", message="the launch counter was replaced"))
+        launches = message.header.get("launches")
+        if not isinstance(launches, int) or launches < 1:
+            raise Verdict(
+                Status.rejected, self.stage,
+                f"no Triton kernel was launched during the {what}: ModelNew.forward must run a Triton kernel",
+                Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
+            )
+
+    def _tensors(self, message: Message, name: str, reference: ReferenceData) -> list[torch.Tensor]:
+        try:
+            return decode_tensors(message.header.get(name), message.blobs, self.device,
+                                  max_elements=4 * reference.max_output_elements + (1 << 20) + reference.input_bytes)
+        except ChannelError as error:
+            raise Verdict(Status.rejected, self.stage, f"the worker's {name} could not be read: {error}",
+                          Finding(rule="channel-tampering", message=str(error))) from None
+        except RuntimeError as error:  # e.g. an IPC handle that does not open
+            raise Verdict(Status.runtime_error, self.stage, f"the worker's {name} could not be read: {error}") from None
+
+    def _send(self, header: dict[str, Any]) -> None:
+        assert self.worker is not None
+        try:
+            self.worker.channel.send(header)
+        except OSError:
+            self._worker_gone()
+
+    def _receive(self, expected: str, first: bool = False) -> Message:
+        assert self.worker is not None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self._timed_out()
+        try:
+            message = self.worker.channel.recv(timeout=remaining)
+        except ChannelTimeout:
+            self._timed_out()
+        except ChannelError:
+            self._worker_gone()
+        if message.type == expected:
+            return message
+        if message.type == "error":
+            status = message.header.get("status")
+            status = Status.compile_error if status == "compile_error" else Status.runtime_error
+            line = message.header.get("line")
+            text = message.header.get("text")
+            where = f"candidate.py line {line}: " if isinstance(line, int) else ""
+            shown = f"\n    {str(text).strip()}" if text else ""
+            raise Verdict(status, self.stage, f"{where}{str(message.header.get('message', ''))[:4000]}{shown}")
+        raise Verdict(Status.rejected, self.stage, f"the harness channel was tampered with: got {message.type!r}, "
+                      f"expected {expected!r}", Finding(rule="channel-tampering", message="unexpected message"))
+
+    def _timed_out(self) -> None:
+        assert self.worker is not None
+        self.worker.kill("time limit")
+        raise Verdict(Status.timeout, self.stage,
+                      f"no answer within the {self.request.time_limit_s:g} s time limit during {self.stage.value}; "
+                      "the worker's process group was killed")
+
+    def _worker_gone(self) -> None:
+        assert self.worker is not None
+        with suppress(Exception):
+            self.worker.process.wait(timeout=5)
+        summary = self.worker.exit_summary()
+        tail = self.worker.log_tail().strip().splitlines()[-3:]
+        detail = ("; last output: " + " | ".join(tail)) if tail else ""
+        status = Status.runtime_error
+        raise Verdict(status, self.stage, f"{summary} during {self.stage.value}{detail}")
+
+    def _success_message(self, result: EvalResult) -> str:
+        passed = sum(t.passed for t in self.trials)
+        text = f"{passed} of {len(self.trials)} trials correct"
+        if result.speedup is not None and result.timing is not None:
+            text += f"; {result.timing.median_ms:.4f} ms, {result.speedup:.2f}x eager"
+        elif not self.spec.measures_time:
+            text += "; not timed (the Triton interpreter checks correctness only)"
+        return text

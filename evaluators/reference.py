@@ -1,0 +1,213 @@
+"""Reference outputs and baseline timings, computed in the trusted judge and cached per task.
+
+They depend only on the task, the seeds, the device and the settings, so every candidate of a
+task reuses them. Inputs are generated on the device from a seed, never copied from the host.
+No candidate code is ever imported in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from evaluators.backends import BackendSpec
+from evaluators.compare import degenerate_reference
+from evaluators.loading import (
+    SourceProblem,
+    TaskError,
+    check_reference_source,
+    construct,
+    flatten_outputs,
+    get_class,
+    import_file,
+)
+from evaluators.protocol import EvalRequest, TimingStats
+from evaluators.timing import Clock, effective_times, flush_buffer, timed_loop
+
+_module_counter = itertools.count()
+
+
+def derive_seed(base: int, label: str, index: int) -> int:
+    digest = hashlib.sha256(f"{base}:{label}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class ReferenceData:
+    key: str
+    source: str
+    init_seed: int
+    trial_seeds: list[int]
+    recheck_seeds: list[int]
+    outputs: dict[int, list[torch.Tensor]]
+    baselines: dict[str, TimingStats] = field(default_factory=dict)
+    loop_overhead_ms: float = 0.0  # per call: inputs, flush and synchronizes, measured with a no-op
+    input_bytes: int = 0
+    output_bytes: int = 0
+    degenerate: str | None = None
+    compute_s: float = 0.0
+
+    @property
+    def max_output_elements(self) -> int:
+        return max((t.numel() for ts in self.outputs.values() for t in ts), default=1)
+
+
+class TaskModule:
+    """A reference task loaded in the judge."""
+
+    def __init__(self, source: str, workdir: Path) -> None:
+        check_reference_source(source)
+        self.path = workdir / f"reference_{next(_module_counter)}.py"
+        self.path.write_text(source)
+        try:
+            self.module: ModuleType = import_file(self.path, f"kernelsmith_task_{self.path.stem}")
+            self.model_class = get_class(self.module, "Model", self.path)
+        except SourceProblem as problem:
+            raise TaskError(f"the reference failed to load: {problem}") from None
+
+    def make_inputs(self, seed: int, device: torch.device) -> list[Any]:
+        torch.manual_seed(seed)
+        with torch.device(device):
+            return list(self.module.get_inputs())
+
+    def build(self, init_seed: int, device: torch.device) -> torch.nn.Module:
+        init_inputs = list(self.module.get_init_inputs())
+        torch.manual_seed(init_seed)
+        try:
+            model = construct(self.model_class, init_inputs, self.path)
+        except SourceProblem as problem:
+            raise TaskError(f"the reference Model could not be built: {problem}") from None
+        return model.to(device)
+
+
+def reference_key(request: EvalRequest, spec: BackendSpec) -> str:
+    relevant = {
+        "source": request.reference_source,
+        "seed": request.correctness.seed,
+        "trials": request.correctness.trials,
+        "recheck": request.correctness.recheck_after_timing,
+        "device": spec.torch_device,
+        "backend": spec.backend.value,
+        "timing": request.timing.model_dump(mode="json") if spec.measures_time else None,
+    }
+    return hashlib.sha256(repr(sorted(relevant.items())).encode()).hexdigest()
+
+
+def compute_reference(request: EvalRequest, spec: BackendSpec, task: TaskModule) -> ReferenceData:
+    started = time.perf_counter()
+    device = torch.device(spec.torch_device)
+    seed = request.correctness.seed
+    data = ReferenceData(
+        key=reference_key(request, spec),
+        source=request.reference_source,
+        init_seed=seed,
+        trial_seeds=[derive_seed(seed, "trial", i) for i in range(request.correctness.trials)],
+        recheck_seeds=[derive_seed(seed, "recheck", i) for i in range(request.correctness.recheck_after_timing)],
+        outputs={},
+    )
+    model = task.build(data.init_seed, device)
+    for trial_seed in data.trial_seeds + data.recheck_seeds:
+        inputs = task.make_inputs(trial_seed, device)
+        data.outputs[trial_seed] = _run_reference(model, inputs)
+        if not data.input_bytes:
+            data.input_bytes = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
+            data.output_bytes = sum(t.numel() * t.element_size() for t in data.outputs[trial_seed])
+        del inputs
+    data.degenerate = degenerate_reference([data.outputs[s] for s in data.trial_seeds])
+    if spec.measures_time and request.timing.enabled:
+        _time_baselines(data, request, task, model, device)
+    data.compute_s = time.perf_counter() - started
+    return data
+
+
+def _run_reference(model: torch.nn.Module, inputs: list[Any]) -> list[torch.Tensor]:
+    try:
+        with torch.no_grad():
+            result = flatten_outputs(model(*inputs))
+    except Exception as error:
+        raise TaskError(f"the reference forward failed: {type(error).__name__}: {error}") from None
+    if not result or not all(isinstance(t, torch.Tensor) for t in result):
+        raise TaskError("the reference forward must return a tensor or a tuple of tensors")
+    return [t.detach().clone() for t in result]
+
+
+def _time_baselines(
+    data: ReferenceData, request: EvalRequest, task: TaskModule, model: torch.nn.Module, device: torch.device
+) -> None:
+    settings = request.timing
+    clock = Clock.capture(device)
+    flush = flush_buffer(device, settings.flush_l2)
+    seeds = itertools.count(1 << 40)
+
+    def next_inputs() -> list[Any]:
+        return task.make_inputs(next(seeds), device)
+
+    def measure(call: Callable[[list[Any]], Any]) -> tuple[list[float], float]:
+        started = time.perf_counter()
+        samples = timed_loop(call, next_inputs, clock, settings.repetitions, settings.warmup, flush, settings.fresh_inputs)
+        wall = time.perf_counter() - started
+        times, _ = effective_times(samples, device_slack_ms=float("inf"))
+        return times, wall
+
+    with torch.no_grad():
+        # the loop's own cost per call (inputs, flush, synchronizes): the wall-clock cross-check needs it
+        _, null_wall = measure(lambda inputs: None)
+        data.loop_overhead_ms = null_wall * 1000.0 / (settings.repetitions + settings.warmup)
+        if "eager" in settings.baselines:
+            eager, _ = measure(lambda inputs: model(*inputs))
+            data.baselines["eager"] = TimingStats.from_samples(eager)
+        if "compile" in settings.baselines:
+            compiled = torch.compile(model)
+            compiled(*next_inputs())  # compile outside the timed loop
+            times, _ = measure(lambda inputs: compiled(*inputs))
+            data.baselines["compile"] = TimingStats.from_samples(times)
+
+
+class ReferenceStore:
+    """An LRU cache of ReferenceData, bounded by entries and by the bytes of outputs held."""
+
+    def __init__(self, max_entries: int = 8, max_bytes: int = 8 << 30) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, ReferenceData] = OrderedDict()
+        self._workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-judge-"))
+        self._tasks: dict[str, TaskModule] = {}
+
+    def task(self, data: ReferenceData) -> TaskModule:
+        """The loaded task behind cached data (to regenerate inputs exactly)."""
+        if data.key not in self._tasks:
+            self._tasks[data.key] = TaskModule(data.source, self._workdir)
+        return self._tasks[data.key]
+
+    def get(self, request: EvalRequest, spec: BackendSpec) -> tuple[ReferenceData, bool]:
+        """(data, cached): computes on a miss."""
+        key = reference_key(request, spec)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key], True
+        task = TaskModule(request.reference_source, self._workdir)
+        data = compute_reference(request, spec, task)
+        self._entries[key] = data
+        self._tasks[key] = task
+        self._evict()
+        return data, False
+
+    def _evict(self) -> None:
+        def held(entry: ReferenceData) -> int:
+            return sum(t.numel() * t.element_size() for ts in entry.outputs.values() for t in ts)
+
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_entries or sum(held(e) for e in self._entries.values()) > self.max_bytes
+        ):
+            key, _ = self._entries.popitem(last=False)
+            self._tasks.pop(key, None)

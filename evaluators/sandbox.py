@@ -1,0 +1,349 @@
+"""The `process` sandbox: one fresh, locked-down worker process per candidate.
+
+Each worker gets a private directory (its HOME, TMPDIR and Triton cache, wiped afterwards), an
+environment with nothing but what the backend needs, its own session and process group, CPU,
+file and process limits, no network where a namespace can be made, an unprivileged user when
+the evaluator runs as root, and a watchdog that kills the whole group on memory or process
+excess. The worker connects back over a Unix socket in its directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluators.backends import BackendSpec
+from evaluators.channel import Channel
+
+# variables a worker may inherit; everything else (API keys, tokens, cloud credentials) stays out
+ENV_ALLOWLIST = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "MACA_PATH",
+    "TRITON_PTXAS_PATH",
+    "TRITON_LIBCUDA_PATH",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
+UNPRIVILEGED_UID = 65534  # nobody
+LOG_TAIL_BYTES = 8000
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+@dataclass
+class Limits:
+    wall_s: float = 300.0
+    cpu_s: int = 600
+    memory_bytes: int = 16 << 30  # resident memory of the worker's processes, host side
+    processes: int = 1024  # threads count too (torch starts several per core)
+    file_bytes: int = 2 << 30
+
+
+@dataclass
+class WorkerHandle:
+    """A running worker: its channel, its directory and how to end it."""
+
+    process: subprocess.Popen[bytes]
+    channel: Channel
+    workdir: Path
+    network_isolated: bool
+    privileges_dropped: bool
+    sandbox: str = "process"
+    killed_for: str | None = None
+    _watchdog: threading.Thread | None = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, reason: str | None = None) -> None:
+        if reason and not self.killed_for:
+            self.killed_for = reason
+        kill_tree(self.process.pid)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def exit_summary(self) -> str:
+        code = self.process.poll()
+        if self.killed_for:
+            return f"the worker was killed: {self.killed_for}"
+        if code is None:
+            return "the worker is still running"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            hint = {"SIGSEGV": " (segmentation fault)", "SIGKILL": " (killed)", "SIGXCPU": " (CPU time limit)",
+                    "SIGABRT": " (aborted)", "SIGBUS": " (bus error)", "SIGXFSZ": " (file size limit)"}.get(name, "")
+            return f"the worker died from {name}{hint}"
+        return f"the worker exited with code {code}"
+
+    def log_tail(self) -> str:
+        parts = []
+        for name in ("stdout.log", "stderr.log"):
+            path = self.workdir / name
+            try:
+                with open(path, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    size = f.tell()
+                    f.seek(max(0, size - LOG_TAIL_BYTES))
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            if text.strip():
+                parts.append(f"--- {name} ---\n{text.rstrip()}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        """End the worker and wipe its directory: nothing survives into the next evaluation."""
+        self._stop.set()
+        try:
+            self.channel.send({"type": "bye"})
+        except OSError:
+            pass
+        self.channel.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        kill_tree(self.process.pid)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class ProcessSandbox:
+    """Starts workers as locked-down subprocesses of this host."""
+
+    name = "process"
+    _privilege_probe: dict[str, bool] = {}
+
+    def __init__(self, isolate_network: bool = True, drop_privileges: bool | None = None) -> None:
+        self.isolate_network = isolate_network
+        self.drop_privileges = drop_privileges
+
+    def start(self, spec: BackendSpec, limits: Limits, connect_timeout_s: float = 180.0) -> WorkerHandle:
+        workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-worker-"))
+        for sub in ("tmp", "home", "triton-cache"):
+            (workdir / sub).mkdir()
+        drop = self._can_drop_privileges() if self.drop_privileges is None else self.drop_privileges
+        if drop:
+            for path in [workdir, *workdir.iterdir()]:
+                os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        socket_path = workdir / "channel.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(socket_path))
+        os.chmod(socket_path, 0o666)
+        listener.listen(1)
+        command = self._command(spec, limits, drop, socket_path)
+        stdout = open(workdir / "stdout.log", "wb")
+        stderr = open(workdir / "stderr.log", "wb")
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=workdir,
+                env=worker_environment(spec, workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            stdout.close()
+            stderr.close()
+        try:
+            connection = _accept(listener, process, connect_timeout_s)
+        except Exception:
+            kill_tree(process.pid)
+            raise
+        finally:
+            listener.close()
+            socket_path.unlink(missing_ok=True)
+        handle = WorkerHandle(
+            process=process,
+            channel=Channel(connection),
+            workdir=workdir,
+            network_isolated=self.isolate_network and _separate_network(process.pid),
+            privileges_dropped=drop,
+        )
+        handle._watchdog = threading.Thread(target=_watch, args=(handle, limits), daemon=True)
+        handle._watchdog.start()
+        return handle
+
+    def _command(self, spec: BackendSpec, limits: Limits, drop: bool, socket_path: Path) -> list[str]:
+        jail = [sys.executable, "-m", "evaluators.jail", "--cpu", str(limits.cpu_s), "--fsize", str(limits.file_bytes)]
+        if self.isolate_network:
+            jail.append("--net")
+        if drop:
+            jail += ["--uid", str(UNPRIVILEGED_UID), "--gid", str(UNPRIVILEGED_UID), "--nproc", str(limits.processes)]
+        if spec.device_index is None:
+            jail += ["--as-bytes", str(limits.memory_bytes + (8 << 30))]  # torch reserves address space
+        return [*jail, "--", sys.executable, "-m", "evaluators.worker", str(socket_path)]
+
+    def _can_drop_privileges(self) -> bool:
+        """Root drops to `nobody` when `nobody` can read this Python and its packages."""
+        if os.geteuid() != 0:
+            return False
+        key = sys.executable
+        if key not in self._privilege_probe:
+            probe = [sys.executable, "-m", "evaluators.jail", "--uid", str(UNPRIVILEGED_UID), "--probe"]
+            try:
+                result = subprocess.run(
+                    probe, env=worker_environment(None, Path(tempfile.gettempdir())), cwd="/",
+                    capture_output=True, timeout=120,
+                )
+                self._privilege_probe[key] = result.returncode == 0
+            except (subprocess.TimeoutExpired, OSError):
+                self._privilege_probe[key] = False
+        return self._privilege_probe[key]
+
+
+def package_root() -> str:
+    import evaluators
+
+    return str(Path(evaluators.__file__).resolve().parent.parent)
+
+
+def worker_environment(spec: BackendSpec | None, workdir: Path) -> dict[str, str]:
+    env = {name: os.environ[name] for name in ENV_ALLOWLIST if name in os.environ and not looks_secret(name)}
+    env.update(
+        HOME=str(workdir / "home"),
+        TMPDIR=str(workdir / "tmp"),
+        TRITON_CACHE_DIR=str(workdir / "triton-cache"),
+        PYTHONPATH=package_root(),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(min(4, os.cpu_count() or 1))),
+    )
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    if spec is not None:
+        env.update(spec.worker_env())
+    return env
+
+
+def _accept(listener: socket.socket, process: subprocess.Popen[bytes], timeout_s: float) -> socket.socket:
+    deadline = time.monotonic() + timeout_s
+    listener.settimeout(0.2)
+    while True:
+        try:
+            connection, _ = listener.accept()
+            connection.settimeout(None)
+            return connection
+        except TimeoutError:
+            if process.poll() is not None:
+                raise WorkerStartError(f"the worker exited with code {process.returncode} before connecting") from None
+            if time.monotonic() > deadline:
+                raise WorkerStartError(f"the worker did not connect within {timeout_s:.0f} s") from None
+
+
+class WorkerStartError(Exception):
+    """The evaluator could not start a worker: an infra_error, never the candidate's fault."""
+
+
+def _separate_network(pid: int) -> bool:
+    """Judged from outside: does the worker live in a network namespace other than ours?"""
+    for _ in range(50):
+        try:
+            theirs = os.readlink(f"/proc/{pid}/ns/net")
+            ours = os.readlink("/proc/self/ns/net")
+        except OSError:
+            return False
+        if theirs != ours:
+            return True
+        time.sleep(0.02)  # the jail may not have unshared yet
+    return False
+
+
+def descendants(root: int) -> list[int]:
+    """The process and everything it started, found through /proc (a setsid does not hide it)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode("utf-8", "replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def kill_tree(root: int) -> None:
+    for _ in range(3):
+        try:
+            os.killpg(root, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        pids = descendants(root)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if len(pids) <= 1:
+            return
+
+
+def _resident_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _watch(handle: WorkerHandle, limits: Limits) -> None:
+    while not handle._stop.wait(0.1):
+        if handle.process.poll() is not None:
+            return
+        pids = descendants(handle.pid)
+        if len(pids) > 32:
+            handle.kill(f"it started {len(pids)} processes")
+            return
+        threads = sum(_thread_count(pid) for pid in pids)
+        if threads > limits.processes:
+            handle.kill(f"it ran {threads} threads, over the limit of {limits.processes}")
+            return
+        resident = sum(_resident_bytes(pid) for pid in pids)
+        if resident > limits.memory_bytes:
+            handle.kill(f"it used {resident >> 20} MiB of host memory, over the limit of {limits.memory_bytes >> 20} MiB")
+            return

@@ -1,0 +1,171 @@
+"""The timed loop, shared by the judge (baselines) and the worker (candidate).
+
+Each repetition: fresh inputs, an L2 flush, a start event, the call, an end event on the
+current stream and, after a whole-device synchronize, a second end event. The first end event
+gives do_bench-like figures; the second counts work hidden on side streams. The primitives are
+captured before any candidate code is imported and checked afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+FLUSH_BYTES = 256 << 20  # four to five times the L2 of current data-centre GPUs, as do_bench uses
+
+
+@dataclass
+class Sample:
+    stream_ms: float
+    device_ms: float
+
+
+@dataclass
+class Clock:
+    """Timing primitives captured from torch and time at a moment no candidate code had run."""
+
+    device: torch.device
+    record: Callable[..., Any]
+    elapsed: Callable[..., float]
+    event_synchronize: Callable[..., Any]
+    synchronize: Callable[[], Any]
+    current_stream: Callable[[], Any]
+    perf_counter: Callable[[], float]
+    zero_: Callable[[torch.Tensor], Any]
+    events: list[Any] = field(default_factory=list)
+    _public: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def capture(cls, device: torch.device) -> Clock:
+        event_base = torch._C._CudaEventBase
+        clock = cls(
+            device=device,
+            record=event_base.record,
+            elapsed=event_base.elapsed_time,
+            event_synchronize=event_base.synchronize,
+            synchronize=torch._C._cuda_synchronize,
+            current_stream=torch.cuda.current_stream,
+            perf_counter=time.perf_counter,
+            zero_=torch.Tensor.zero_,
+            events=[torch.cuda.Event(enable_timing=True) for _ in range(3)],
+        )
+        clock._public = _public_primitives()
+        return clock
+
+    def tampered(self) -> list[str]:
+        """Names of timing primitives that were replaced since capture."""
+        now = _public_primitives()
+        return sorted(name for name, value in self._public.items() if now.get(name) is not value)
+
+
+def _public_primitives() -> dict[str, Any]:
+    import triton.testing
+
+    return {
+        "torch.cuda.Event": torch.cuda.Event,
+        "torch.cuda.Event.record": torch.cuda.Event.record,
+        "torch.cuda.Event.elapsed_time": torch.cuda.Event.elapsed_time,
+        "torch.cuda.Event.synchronize": torch.cuda.Event.synchronize,
+        "torch.cuda.synchronize": torch.cuda.synchronize,
+        "torch.cuda.current_stream": torch.cuda.current_stream,
+        "torch._C._cuda_synchronize": torch._C._cuda_synchronize,
+        "torch._C._CudaEventBase.record": torch._C._CudaEventBase.record,
+        "torch._C._CudaEventBase.elapsed_time": torch._C._CudaEventBase.elapsed_time,
+        "torch.Tensor.zero_": torch.Tensor.zero_,
+        "torch.manual_seed": torch.manual_seed,
+        "time.perf_counter": time.perf_counter,
+        "time.time": time.time,
+        "time.monotonic": time.monotonic,
+        "triton.testing.do_bench": triton.testing.do_bench,
+    }
+
+
+def flush_buffer(device: torch.device, enabled: bool) -> torch.Tensor | None:
+    if not enabled or device.type != "cuda":
+        return None
+    try:
+        l2 = int(torch.cuda.get_device_properties(device).L2_cache_size)
+    except AttributeError:
+        l2 = 0
+    return torch.empty(max(FLUSH_BYTES, 4 * l2), dtype=torch.uint8, device=device)
+
+
+def timed_loop(
+    call: Callable[[list[Any]], Any],
+    next_inputs: Callable[[], list[Any]],
+    clock: Clock,
+    repetitions: int,
+    warmup: int,
+    flush: torch.Tensor | None,
+    fresh_inputs: bool,
+) -> list[Sample]:
+    """Run `call` `warmup` times untimed, then `repetitions` times timed."""
+    start, end_stream, end_device = clock.events
+    inputs = next_inputs()
+    for _ in range(warmup):
+        if fresh_inputs:
+            inputs = next_inputs()
+        if flush is not None:
+            clock.zero_(flush)
+        call(inputs)
+    clock.synchronize()
+    samples: list[Sample] = []
+    for _ in range(repetitions):
+        if fresh_inputs:
+            inputs = next_inputs()
+        if flush is not None:
+            clock.zero_(flush)
+        stream = clock.current_stream()
+        clock.record(start, stream)
+        call(inputs)
+        clock.record(end_stream, stream)
+        clock.synchronize()  # the whole device: work on side streams is counted below
+        clock.record(end_device, stream)
+        clock.event_synchronize(end_device)
+        samples.append(Sample(clock.elapsed(start, end_stream), clock.elapsed(start, end_device)))
+    clock.synchronize()
+    return samples
+
+
+def effective_times(samples: list[Sample], device_slack_ms: float) -> tuple[list[float], int]:
+    """Per-repetition milliseconds, and how many repetitions had work outside the current stream.
+
+    Normally the stream time is used (it matches do_bench). Where the device took longer than
+    the stream by more than the host's synchronize latency, the candidate left work running on
+    another stream, and the device time, which counts it, is used instead.
+    """
+    times: list[float] = []
+    hidden = 0
+    for sample in samples:
+        if sample.device_ms - sample.stream_ms > device_slack_ms:
+            hidden += 1
+            times.append(sample.device_ms)
+        else:
+            times.append(sample.stream_ms)
+    return times, hidden
+
+
+def calibrate_sync_latency(clock: Clock, repetitions: int = 30) -> float:
+    """Median device-minus-stream time of an empty call: the host synchronize latency (ms)."""
+    samples = timed_loop(lambda _: None, lambda: [], clock, repetitions, 3, None, False)
+    gaps = sorted(s.device_ms - s.stream_ms for s in samples)
+    return gaps[len(gaps) // 2]
+
+
+def wall_clock_consistent(
+    reported_median_ms: float, wall_s: float, calls: int, overhead_per_call_ms: float
+) -> tuple[bool, float]:
+    """Does the judge's wall clock around the timed phase agree with the worker's figures?
+
+    The wall clock bounds the real time per call from above once the loop's own overhead
+    (inputs, flush, synchronizes: measured by the judge on the same task) is removed. Event
+    figures far under that bound were not measured honestly. Returns (consistent, implied_ms).
+    """
+    implied_ms = wall_s * 1000.0 / max(calls, 1) - overhead_per_call_ms
+    # generous: the median sits under the mean, and the overhead estimate is noisy
+    consistent = reported_median_ms >= 0.4 * implied_ms - 0.05
+    return consistent, implied_ms

@@ -1,0 +1,248 @@
+"""The sandboxed side of an evaluation: the only process that imports candidate code.
+
+It imports torch and Triton, captures the timing primitives and installs the launch counter
+before anything of the candidate's runs, then answers the judge's commands: load, run a
+trial, time, recheck, bye. It reports raw outputs and timings; every verdict is the judge's.
+Started as `python -m evaluators.worker SOCKET` in a private directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+# captured before torch, triton or any candidate code can touch them
+_urandom = os.urandom
+_exit = os._exit
+
+
+def _fresh_seed() -> int:
+    return int.from_bytes(_urandom(8), "little") & ((1 << 63) - 1)
+
+
+class Worker:
+    def __init__(self, channel: Any) -> None:
+        import torch
+
+        from evaluators.compat import LaunchCounter, interpreter_enabled
+        from evaluators.timing import Clock, calibrate_sync_latency
+
+        self.torch = torch
+        self.channel = channel
+        self.interpret = interpreter_enabled()
+        if not self.interpret and torch.cuda.is_available():
+            self.device = torch.device("cuda", 0)
+            torch.cuda.set_device(self.device)
+            torch.cuda.init()
+            self.clock: Clock | None = Clock.capture(self.device)
+            self.sync_latency_ms = calibrate_sync_latency(self.clock)
+        else:
+            self.device = torch.device("cpu")
+            self.clock = None
+            self.sync_latency_ms = 0.0
+        self.manual_seed = torch.manual_seed
+        self.launches = LaunchCounter()
+        self.launches.install()
+        self.model: Any = None
+        self.get_inputs: Any = None
+        self.candidate_path: Path | None = None
+        self.last_inputs: list[Any] | None = None
+        self.keepalive: list[Any] = []
+
+    # -- commands ------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self.channel.send(
+            {
+                "type": "ready",
+                "pid": os.getpid(),
+                "device": str(self.device),
+                "sync_latency_ms": self.sync_latency_ms,
+            }
+        )
+        handlers = {"load": self.load, "run": self.run, "time": self.time, "recheck": self.recheck}
+        while True:
+            message = self.channel.recv()
+            self.keepalive.clear()  # the judge has copied whatever it mapped
+            if message.type == "bye":
+                return
+            handler = handlers.get(message.type)
+            if handler is None:
+                self.channel.send({"type": "error", "status": "infra_error", "message": f"unknown command {message.type!r}"})
+                continue
+            try:
+                handler(message.header)
+            except Exception as error:  # anything the candidate raised, located in its file
+                self.report_failure(error)
+
+    def load(self, command: dict[str, Any]) -> None:
+        from evaluators.loading import SourceProblem, construct, get_class, import_file
+
+        reference = import_file(Path(command["reference_file"]), "kernelsmith_reference")
+        self.get_inputs = reference.get_inputs
+        init_inputs = list(reference.get_init_inputs())
+        self.candidate_path = Path(command["candidate_file"]).resolve()
+        try:
+            candidate = import_file(self.candidate_path, "candidate")
+            model_class = get_class(candidate, "ModelNew", self.candidate_path)
+            self.manual_seed(int(command["init_seed"]))
+            model = construct(model_class, init_inputs, self.candidate_path)
+            self.model = model.to(self.device) if hasattr(model, "to") else model
+        except SourceProblem as problem:
+            self.channel.send(
+                {"type": "error", "status": "compile_error", "stage": "load", "message": problem.message,
+                 "line": problem.line, "text": problem.text}
+            )
+            return
+        self.channel.send({"type": "loaded"})
+
+    def make_inputs(self, seed: int) -> list[Any]:
+        self.manual_seed(seed)
+        with self.torch.device(self.device):
+            return list(self.get_inputs())
+
+    def forward(self, inputs: list[Any]) -> list[Any]:
+        from evaluators.loading import flatten_outputs
+
+        with self.torch.no_grad():
+            result = self.model(*inputs)
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+        return flatten_outputs(result)
+
+    def send_outputs(self, header: dict[str, Any], groups: dict[str, list[Any]]) -> None:
+        from evaluators.channel import encode_tensors, strip_keepalive
+
+        blobs: list[bytes] = []
+        for name, tensors in groups.items():
+            for position, tensor in enumerate(tensors):
+                if type(tensor) is not self.torch.Tensor:
+                    raise TypeError(
+                        f"{name} {position} is a {type(tensor).__name__}, not a plain torch.Tensor"
+                    )
+                if tensor.device != self.device:
+                    raise TypeError(f"{name} {position} is on {tensor.device}, expected {self.device}")
+            descriptors, group_blobs = encode_tensors(tensors, cuda_ipc=self.device.type == "cuda")
+            for descriptor in descriptors:
+                descriptor["blob_index"] += len(blobs)
+            self.keepalive.extend(strip_keepalive(descriptors))
+            blobs.extend(group_blobs)
+            header[name] = descriptors
+        self.channel.send(header, blobs)
+
+    def run(self, command: dict[str, Any]) -> None:
+        inputs = self.make_inputs(int(command["seed"]))
+        self.launches.reset()
+        outputs = self.forward(inputs)
+        launches = self.launches.count
+        groups = {"outputs": outputs}
+        if command.get("repeat"):
+            groups["repeat_outputs"] = self.forward(inputs)
+        if command.get("send_inputs"):
+            groups["inputs"] = [x for x in inputs if isinstance(x, self.torch.Tensor)]
+        header = {
+            "type": "outputs",
+            "launches": launches,
+            "kernels": dict(self.launches.kernels),
+            "launch_hooks_intact": self.launches.intact(),
+        }
+        self.send_outputs(header, groups)
+
+    def time(self, command: dict[str, Any]) -> None:
+        from evaluators.timing import flush_buffer, timed_loop
+
+        if self.clock is None:
+            self.channel.send({"type": "error", "status": "infra_error", "message": "timing needs a GPU"})
+            return
+        flush = flush_buffer(self.device, bool(command.get("flush_l2", True)))
+
+        def next_inputs() -> list[Any]:
+            self.last_inputs = self.make_inputs(_fresh_seed())
+            return self.last_inputs
+
+        fresh = bool(command.get("fresh_inputs", True))
+        self.launches.reset()
+        samples = timed_loop(
+            lambda inputs: self.model(*inputs),
+            next_inputs,
+            self.clock,
+            int(command["repetitions"]),
+            int(command["warmup"]),
+            flush,
+            fresh,
+        )
+        del flush
+        self.channel.send(
+            {
+                "type": "timing",
+                "stream_ms": [s.stream_ms for s in samples],
+                "device_ms": [s.device_ms for s in samples],
+                "launches": self.launches.count,
+                "tampered": self.clock.tampered() + ([] if self.launches.intact() else ["triton launch hooks"]),
+            }
+        )
+
+    def recheck(self, command: dict[str, Any]) -> None:
+        """New values in the very tensors last timed: output caches keyed by address go stale."""
+        fresh = self.make_inputs(int(command["seed"]))
+        inputs = self.last_inputs if self.last_inputs is not None else fresh
+        for target, source in zip(inputs, fresh, strict=True):
+            if isinstance(target, self.torch.Tensor) and isinstance(source, self.torch.Tensor):
+                with self.torch.no_grad():
+                    target.copy_(source)
+        self.launches.reset()
+        outputs = self.forward(inputs)
+        self.send_outputs({"type": "outputs", "launches": self.launches.count}, {"outputs": outputs})
+
+    # -- failures ------------------------------------------------------------------------
+
+    def report_failure(self, error: BaseException) -> None:
+        from evaluators.loading import located
+
+        status = "compile_error" if _is_compile_error(error) else "runtime_error"
+        where = self.candidate_path or Path("candidate.py")
+        problem = located(error, where, "Triton compilation failed" if status == "compile_error" else "forward failed")
+        self.channel.send(
+            {
+                "type": "error",
+                "status": status,
+                "message": problem.message[:4000],
+                "line": problem.line,
+                "text": problem.text,
+                "traceback": "".join(traceback.format_exception(error))[-4000:],
+            }
+        )
+
+
+def _is_compile_error(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    module = type(error).__module__ or ""
+    return "CompilationError" in names or module.startswith("triton.compiler")
+
+
+def main(argv: list[str]) -> int:
+    from evaluators.channel import Channel
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(argv[0])
+    channel = Channel(sock)
+    try:
+        worker = Worker(channel)
+        worker.serve()
+    except Exception as error:  # the judge reads EOF plus our stderr
+        print(f"worker failed: {type(error).__name__}: {error}", file=sys.stderr)
+        traceback.print_exc()
+        sys.stderr.flush()
+        _exit(70)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _exit(0)  # no candidate atexit handler or finalizer runs after the last answer
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
