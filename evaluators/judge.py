@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -42,6 +42,7 @@ class Judge:
     sandbox: Any = field(default_factory=ProcessSandbox)
     references: ReferenceStore = field(default_factory=ReferenceStore)
     workers: Any = None  # a warm pool with .acquire(spec, limits) -> WorkerHandle, else cold starts
+    limits: Limits = field(default_factory=Limits)  # memory, processes, files; time comes from each request
 
     @classmethod
     def for_backend(cls, request_backend: Any, device_index: int | None = None, **kwargs: Any) -> Judge:
@@ -121,7 +122,7 @@ class _Evaluation:
 
     def _run_worker(self, reference: ReferenceData) -> None:
         self.stage = Stage.load
-        limits = Limits(wall_s=self.request.time_limit_s, cpu_s=int(self.request.time_limit_s * 4) + 60)
+        limits = replace(self.judge.limits, wall_s=self.request.time_limit_s, cpu_s=int(self.request.time_limit_s * 4) + 60)
         pool = self.judge.workers
         self.worker = pool.acquire(self.spec, limits) if pool is not None else self.judge.sandbox.start(self.spec, limits)
         self.worker.channel.max_blob_bytes = 4 * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
@@ -159,12 +160,10 @@ class _Evaluation:
             outputs = self._tensors(message, "outputs", reference)
             trial = compare_outputs(outputs, reference.outputs[seed], self.request.correctness, index)
             self.trials.append(trial)
+            if not trial.passed:
+                raise Verdict(Status.incorrect, Stage.correctness, f"trial {index}: {trial.message}")
             if first:
                 self._check_repeat_and_inputs(message, reference, outputs, seed)
-            if not trial.passed:
-                failed = sum(not t.passed for t in self.trials)
-                raise Verdict(Status.incorrect, Stage.correctness, f"trial {index}: {trial.message}" +
-                              (f" ({failed} trial(s) failed)" if failed > 1 else ""))
 
     def _check_repeat_and_inputs(
         self, message: Message, reference: ReferenceData, outputs: list[torch.Tensor], seed: int

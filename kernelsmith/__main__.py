@@ -1,0 +1,5 @@
+"""`python -m kernelsmith` runs the command line."""
+
+from kernelsmith.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""Fixtures shared by every test package: a CPU judge and request builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluators.protocol import Backend, CorrectnessSettings, EvalRequest
+
+CANDIDATES = Path(__file__).parent / "evaluators" / "candidates"
+
+
+@pytest.fixture(scope="session")
+def interpret_judge():
+    """One judge for the Triton interpreter, reused so reference data stays cached."""
+    from evaluators.judge import Judge
+
+    return Judge.for_backend(Backend.triton_interpret)
+
+
+def make_request(reference: str | Path, candidate: str | Path, trials: int = 2, **kwargs) -> EvalRequest:
+    """A request from file paths (under tests/evaluators/candidates when relative) or source text."""
+
+    def source(value: str | Path) -> str:
+        if isinstance(value, Path) or (isinstance(value, str) and value.endswith(".py") and "\n" not in value):
+            path = Path(value)
+            return (path if path.is_absolute() else CANDIDATES / path).read_text()
+        return str(value)
+
+    return EvalRequest(
+        task_name=kwargs.pop("task_name", "test-task"),
+        reference_source=source(reference),
+        candidate_source=source(candidate),
+        backend=kwargs.pop("backend", Backend.triton_interpret),
+        correctness=kwargs.pop("correctness", CorrectnessSettings(trials=trials)),
+        **kwargs,
+    )

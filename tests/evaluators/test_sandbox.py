@@ -1,0 +1,83 @@
+"""The process sandbox: network cut, limits, whole-tree kills, a scrubbed environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evaluators.judge import Judge
+from evaluators.protocol import Backend, Status
+from evaluators.sandbox import Limits, kill_tree, looks_secret, worker_environment
+from tests.conftest import make_request
+
+CONNECT = "import socket,sys\ntry:\n    socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3)\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n"
+
+
+def test_jail_cuts_the_network():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = str(server.getsockname()[1])
+    try:
+        open_run = subprocess.run([sys.executable, "-c", CONNECT, port], capture_output=True, text=True, timeout=60)
+        assert "connected" in open_run.stdout  # the server is reachable from outside the jail
+        jailed = subprocess.run(
+            [sys.executable, "-m", "evaluators.jail", "--net", "--", sys.executable, "-c", CONNECT, port],
+            capture_output=True, text=True, timeout=60, env=worker_environment(None, Path("/tmp")),
+        )
+        assert "refused" in jailed.stdout, jailed.stdout + jailed.stderr
+    finally:
+        server.close()
+
+
+def test_results_say_whether_the_network_was_cut(interpret_judge):
+    result = interpret_judge.evaluate(make_request("relu_reference.py", "relu_ok.py"))
+    assert result.environment.network_isolated is True
+
+
+def test_environment_keeps_only_what_the_backend_needs(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("HF_TOKEN", "x")
+    monkeypatch.setenv("MY_APP_SETTING", "x")
+    env = worker_environment(None, tmp_path)
+    assert not {"AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "MY_APP_SETTING"} & set(env)
+    assert env["HOME"].startswith(str(tmp_path)) and env["TRITON_CACHE_DIR"].startswith(str(tmp_path))
+    assert looks_secret("OPENAI_API_KEY") and looks_secret("db_password") and not looks_secret("PATH")
+
+
+def test_kill_tree_reaches_children_that_left_the_process_group():
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    child_pid = int(parent.stdout.readline())
+    kill_tree(parent.pid)
+    parent.wait(timeout=10)
+    for _ in range(50):
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        try:
+            os.waitpid(child_pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the detached child survived")
+
+
+def test_memory_watchdog_kills_a_worker_over_its_limit():
+    hog = (make_request("relu_reference.py", "relu_ok.py").candidate_source
+           .replace("        n = x.numel()\n", "        n = x.numel()\n        hog = [bytearray(64 << 20) for _ in range(64)]\n"))
+    judge = Judge.for_backend(Backend.triton_interpret, limits=Limits(memory_bytes=1536 << 20))
+    result = judge.evaluate(make_request("relu_reference.py", hog))
+    assert result.status == Status.runtime_error
+    assert "MiB of host memory" in result.message
