@@ -72,7 +72,7 @@ def test_constructor_that_does_not_fit_names_both_signatures(interpret_judge):
 def test_exception_in_forward_is_runtime_error_at_its_line(interpret_judge):
     result = interpret_judge.evaluate(make_request("relu_reference.py", "relu_raises.py"))
     assert result.status == Status.runtime_error
-    assert "line 20" in result.message and "block size must divide n" in result.message
+    assert "line 21" in result.message and "block size must divide n" in result.message
 
 
 def test_crash_is_runtime_error_and_the_judge_carries_on(interpret_judge):
