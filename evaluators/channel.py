@@ -129,7 +129,7 @@ def encode_tensors(tensors: list[torch.Tensor], cuda_ipc: bool) -> tuple[list[di
         if dtype is None:
             raise TypeError(f"output dtype {tensor.dtype} is not supported")
         descriptor: dict[str, Any] = {"dtype": dtype, "shape": list(tensor.shape)}
-        if tensor.is_cuda and cuda_ipc:
+        if tensor.is_cuda and cuda_ipc and tensor.numel() > 0:
             contiguous = tensor.contiguous()
             storage = contiguous.untyped_storage()
             (device, handle, size, offset, ref_handle, ref_offset, event_handle, event_sync) = storage._share_cuda_()

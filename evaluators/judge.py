@@ -51,7 +51,11 @@ class Judge:
     def evaluate(self, request: EvalRequest) -> EvalResult:
         started = time.perf_counter()
         run = _Evaluation(self, request)
-        result = run.execute()
+        if self.spec.device_index is not None:
+            with torch.cuda.device(self.spec.device_index):  # the current device is per thread
+                result = run.execute()
+        else:
+            result = run.execute()
         result.duration_s = time.perf_counter() - started
         result.request_digest = request.digest()
         return result
@@ -159,17 +163,18 @@ class _Evaluation:
             self._check_launches(message, "correctness trial")
             outputs = self._tensors(message, "outputs", reference)
             trial = compare_outputs(outputs, reference.outputs[seed], self.request.correctness, index)
+            del outputs
             self.trials.append(trial)
             if not trial.passed:
                 raise Verdict(Status.incorrect, Stage.correctness, f"trial {index}: {trial.message}")
             if first:
-                self._check_repeat_and_inputs(message, reference, outputs, seed)
+                self._check_repeat_and_inputs(message, reference, seed)
+            self._release_memory()
 
-    def _check_repeat_and_inputs(
-        self, message: Message, reference: ReferenceData, outputs: list[torch.Tensor], seed: int
-    ) -> None:
+    def _check_repeat_and_inputs(self, message: Message, reference: ReferenceData, seed: int) -> None:
         repeat = self._tensors(message, "repeat_outputs", reference)
         again = compare_outputs(repeat, reference.outputs[seed], self.request.correctness, 0)
+        del repeat
         if not again.passed:
             raise Verdict(
                 Status.incorrect, Stage.correctness,
@@ -177,13 +182,20 @@ class _Evaluation:
             )
         inputs = self._tensors(message, "inputs", reference)
         pristine = [x for x in self._regenerate_inputs(reference, seed) if isinstance(x, torch.Tensor)]
-        if len(pristine) != len(inputs) or any(
+        mutated = len(pristine) != len(inputs) or any(
             a.shape != b.shape or not torch.equal(a, b) for a, b in zip(inputs, pristine, strict=False)
-        ):
+        )
+        del inputs, pristine
+        if mutated:
             raise Verdict(
                 Status.rejected, Stage.correctness, "forward modified its input tensors in place",
                 Finding(rule="input-mutation", message="forward wrote into its inputs; a kernel must leave them intact"),
             )
+
+    def _release_memory(self) -> None:
+        """Hand freed judge memory back to the driver: the worker shares this GPU."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _regenerate_inputs(self, reference: ReferenceData, seed: int) -> list[Any]:
         return self.judge.references.task(reference).make_inputs(seed, self.device)

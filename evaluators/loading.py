@@ -148,6 +148,22 @@ def _line_of(obj: Any, path: Path) -> int | None:
     return None
 
 
+def seed_all(seed: int) -> None:
+    """Seed every generator a task's get_inputs might use, identically in judge and worker."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % (1 << 32))
+    except ImportError:
+        pass
+
+
 def flatten_outputs(value: Any) -> list[Any]:
     """A forward's result as a flat list (a tensor, or a tuple/list of them)."""
     if isinstance(value, (tuple, list)):

@@ -30,6 +30,7 @@ from evaluators.loading import (
     flatten_outputs,
     get_class,
     import_file,
+    seed_all,
 )
 from evaluators.protocol import EvalRequest, TimingStats
 from evaluators.timing import Clock, effective_times, flush_buffer, timed_loop
@@ -76,7 +77,7 @@ class TaskModule:
             raise TaskError(f"the reference failed to load: {problem}") from None
 
     def make_inputs(self, seed: int, device: torch.device) -> list[Any]:
-        torch.manual_seed(seed)
+        seed_all(seed)
         with torch.device(device):
             return list(self.module.get_inputs())
 
@@ -116,9 +117,13 @@ def compute_reference(request: EvalRequest, spec: BackendSpec, task: TaskModule)
         outputs={},
     )
     model = task.build(data.init_seed, device)
+    keep_on = device
     for trial_seed in data.trial_seeds + data.recheck_seeds:
         inputs = task.make_inputs(trial_seed, device)
-        data.outputs[trial_seed] = _run_reference(model, inputs)
+        outputs = _run_reference(model, inputs)
+        if not data.outputs and device.type == "cuda":
+            keep_on = _placement(outputs, len(data.trial_seeds) + len(data.recheck_seeds), device)
+        data.outputs[trial_seed] = [t.to(keep_on) for t in outputs]
         if not data.input_bytes:
             data.input_bytes = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
             data.output_bytes = sum(t.numel() * t.element_size() for t in data.outputs[trial_seed])
@@ -128,6 +133,13 @@ def compute_reference(request: EvalRequest, spec: BackendSpec, task: TaskModule)
         _time_baselines(data, request, task, model, device)
     data.compute_s = time.perf_counter() - started
     return data
+
+
+def _placement(outputs: list[torch.Tensor], count: int, device: torch.device) -> torch.device:
+    """Keep reference outputs on the GPU unless they would crowd out the candidate."""
+    total = count * sum(t.numel() * t.element_size() for t in outputs)
+    capacity = torch.cuda.get_device_properties(device).total_memory
+    return device if total <= capacity // 8 else torch.device("cpu")
 
 
 def _run_reference(model: torch.nn.Module, inputs: list[Any]) -> list[torch.Tensor]:

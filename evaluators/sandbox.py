@@ -301,19 +301,28 @@ def descendants(root: int) -> list[int]:
 
 
 def kill_tree(root: int) -> None:
-    for _ in range(3):
-        try:
-            os.killpg(root, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        pids = descendants(root)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if len(pids) <= 1:
-            return
+    """Stop the whole tree first (so nothing forks or escapes meanwhile), then kill it."""
+    stopped: set[int] = set()
+    for _ in range(10):
+        fresh = [pid for pid in descendants(root) if pid not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            _signal(pid, signal.SIGSTOP)
+        stopped.update(fresh)
+    try:
+        os.killpg(root, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in stopped | {root}:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _resident_bytes(pid: int) -> int:

@@ -44,7 +44,10 @@ class Worker:
             self.device = torch.device("cpu")
             self.clock = None
             self.sync_latency_ms = 0.0
+        from evaluators.loading import seed_all
+
         self.manual_seed = torch.manual_seed
+        self.seed_all = seed_all
         self.launches = LaunchCounter()
         self.launches.install()
         self.model: Any = None
@@ -101,7 +104,7 @@ class Worker:
         self.channel.send({"type": "loaded"})
 
     def make_inputs(self, seed: int) -> list[Any]:
-        self.manual_seed(seed)
+        self.seed_all(seed)
         with self.torch.device(self.device):
             return list(self.get_inputs())
 
