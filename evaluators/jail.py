@@ -76,6 +76,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--as-bytes", type=int)
     parser.add_argument("--nproc", type=int)
     parser.add_argument("--probe", action="store_true")
+    parser.add_argument("--probe-cuda", action="store_true", help="the probe also needs the GPU")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -86,7 +87,10 @@ def main(argv: list[str]) -> int:
         drop_privileges(args.uid, args.gid if args.gid is not None else args.uid)
     no_new_privileges()
     if args.probe:
-        os.execv(sys.executable, [sys.executable, "-c", "import torch, triton, evaluators.worker"])
+        check = "import torch, triton, evaluators.worker"
+        if args.probe_cuda:
+            check += "; import sys; sys.exit(0 if torch.cuda.is_available() else 3)"
+        os.execv(sys.executable, [sys.executable, "-c", check])
     if not command:
         print("jail: no command", file=sys.stderr)
         return 2

@@ -140,7 +140,7 @@ class ProcessSandbox:
     """Starts workers as locked-down subprocesses of this host."""
 
     name = "process"
-    _privilege_probe: dict[str, bool] = {}
+    _privilege_probe: dict[tuple[str, bool], bool] = {}
 
     def __init__(self, isolate_network: bool = True, drop_privileges: bool | None = None) -> None:
         self.isolate_network = isolate_network
@@ -150,7 +150,7 @@ class ProcessSandbox:
         workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-worker-"))
         for sub in ("tmp", "home", "triton-cache"):
             (workdir / sub).mkdir()
-        drop = self._can_drop_privileges() if self.drop_privileges is None else self.drop_privileges
+        drop = self._can_drop_privileges(spec) if self.drop_privileges is None else self.drop_privileges
         if drop:
             for path in [workdir, *workdir.iterdir()]:
                 os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
@@ -205,18 +205,19 @@ class ProcessSandbox:
             jail += ["--as-bytes", str(limits.memory_bytes + (8 << 30))]  # torch reserves address space
         return [*jail, "--", sys.executable, "-m", "evaluators.worker", str(socket_path)]
 
-    def _can_drop_privileges(self) -> bool:
-        """Root drops to `nobody` when `nobody` can read this Python and its packages."""
+    def _can_drop_privileges(self, spec: BackendSpec) -> bool:
+        """Root drops to `nobody` when `nobody` can run this Python, its packages and the device."""
         if os.geteuid() != 0:
             return False
-        key = sys.executable
+        needs_gpu = spec.device_index is not None
+        key = (sys.executable, needs_gpu)
         if key not in self._privilege_probe:
             probe = [sys.executable, "-m", "evaluators.jail", "--uid", str(UNPRIVILEGED_UID), "--probe"]
+            if needs_gpu:
+                probe.append("--probe-cuda")
+            env = worker_environment(spec, Path(tempfile.gettempdir()))
             try:
-                result = subprocess.run(
-                    probe, env=worker_environment(None, Path(tempfile.gettempdir())), cwd="/",
-                    capture_output=True, timeout=120,
-                )
+                result = subprocess.run(probe, env=env, cwd="/", capture_output=True, timeout=120)
                 self._privilege_probe[key] = result.returncode == 0
             except (subprocess.TimeoutExpired, OSError):
                 self._privilege_probe[key] = False
@@ -235,7 +236,8 @@ def worker_environment(spec: BackendSpec | None, workdir: Path) -> dict[str, str
         HOME=str(workdir / "home"),
         TMPDIR=str(workdir / "tmp"),
         TRITON_CACHE_DIR=str(workdir / "triton-cache"),
-        PYTHONPATH=package_root(),
+        # the parent's own path entries too: a worker must import what the judge imports
+        PYTHONPATH=os.pathsep.join(p for p in (package_root(), os.environ.get("PYTHONPATH", "")) if p),
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONUNBUFFERED="1",
         OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(min(4, os.cpu_count() or 1))),
