@@ -39,11 +39,27 @@ EXPECTED = [
 ]
 
 
+def ipc_matrix(backend: Backend) -> None:
+    from evaluators.sandbox import ProcessSandbox
+
+    for isolate in (False, True):
+        for drop in (False, True):
+            judge = Judge.for_backend(backend, sandbox=ProcessSandbox(isolate_network=isolate, drop_privileges=drop))
+            request = EvalRequest(task_name="ipc", reference_source=(CANDIDATES / "relu_reference.py").read_text(),
+                                  candidate_source=(CANDIDATES / "relu_ok.py").read_text(), backend=backend)
+            result = judge.evaluate(request)
+            print(f"network cut={isolate} privileges dropped={drop}: ipc={judge.ipc_works} "
+                  f"status={result.status.value} phases={result.phase_s}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="triton-nvidia")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--ipc-matrix", action="store_true", help="which sandbox setups let CUDA IPC through")
     args = parser.parse_args()
+    if args.ipc_matrix:
+        ipc_matrix(Backend(args.backend))
     os.environ["KS_CANARY_SECRET"] = "canary-value-that-must-not-leak"
     judge = Judge.for_backend(Backend(args.backend))
     rows = []

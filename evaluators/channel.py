@@ -47,7 +47,7 @@ class ChannelTimeout(ChannelError):
 @dataclass
 class Message:
     header: dict[str, Any]
-    blobs: list[bytes]
+    blobs: list[bytearray]
 
     @property
     def type(self) -> str:
@@ -61,7 +61,7 @@ class Channel:
         self.sock = sock
         self.max_blob_bytes = max_blob_bytes
 
-    def send(self, header: dict[str, Any], blobs: list[bytes | memoryview] | None = None) -> None:
+    def send(self, header: dict[str, Any], blobs: list[bytes | bytearray | memoryview] | None = None) -> None:
         blobs = blobs or []
         header = dict(header, blobs=[len(blob) for blob in blobs])
         encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -87,7 +87,7 @@ class Channel:
             raise ChannelError(f"message carries {sum(sizes)} bytes, over the {self.max_blob_bytes}-byte limit")
         return Message(header, [self._read(size, deadline) for size in sizes])
 
-    def _read(self, size: int, deadline: float | None) -> bytes:
+    def _read(self, size: int, deadline: float | None) -> bytearray:
         buffer = bytearray(size)
         view = memoryview(buffer)
         got = 0
@@ -108,7 +108,7 @@ class Channel:
             if n == 0:
                 raise ChannelError("the worker closed the connection")
             got += n
-        return bytes(buffer)
+        return buffer
 
     def close(self) -> None:
         try:
@@ -120,10 +120,12 @@ class Channel:
 # -- tensors on the wire ---------------------------------------------------------------------
 
 
-def encode_tensors(tensors: list[torch.Tensor], cuda_ipc: bool) -> tuple[list[dict[str, Any]], list[bytes]]:
+def encode_tensors(
+    tensors: list[torch.Tensor], cuda_ipc: bool
+) -> tuple[list[dict[str, Any]], list[bytes | memoryview]]:
     """Describe tensors for the judge. CUDA tensors go by IPC handle when allowed, else by bytes."""
     descriptors: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
+    blobs: list[bytes | memoryview] = []
     for tensor in tensors:
         dtype = DTYPE_NAMES.get(tensor.dtype)
         if dtype is None:
@@ -147,7 +149,7 @@ def encode_tensors(tensors: list[torch.Tensor], cuda_ipc: bool) -> tuple[list[di
             descriptor["_keepalive"] = contiguous  # removed before sending; see strip_keepalive
         else:
             data = tensor.detach().to("cpu").contiguous()
-            raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+            raw = memoryview(data.reshape(-1).view(torch.uint8).numpy()) if data.numel() else b""
             descriptor.update(transport="inline", blob_index=len(blobs))
             blobs.append(raw)
         descriptors.append(descriptor)
@@ -160,7 +162,7 @@ def strip_keepalive(descriptors: list[dict[str, Any]]) -> list[torch.Tensor]:
 
 
 def decode_tensors(
-    descriptors: Any, blobs: list[bytes], device: torch.device, max_elements: int
+    descriptors: Any, blobs: list[bytearray], device: torch.device, max_elements: int
 ) -> list[torch.Tensor]:
     """Rebuild the worker's tensors in the judge as private copies, validating every field."""
     if not isinstance(descriptors, list):
@@ -189,7 +191,7 @@ def decode_tensors(
             itemsize = torch.empty((), dtype=dtype).element_size()
             if len(raw) != numel * itemsize:
                 raise ChannelError(f"tensor bytes ({len(raw)}) do not match shape {shape} of {dtype}")
-            flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+            flat = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
             tensor = flat.view(dtype).reshape(shape).to(device)
         elif transport == "cuda_ipc":
             tensor = _open_cuda_ipc(descriptor, blobs, index, dtype, shape, numel, device)
@@ -201,7 +203,7 @@ def decode_tensors(
 
 def _open_cuda_ipc(
     descriptor: dict[str, Any],
-    blobs: list[bytes],
+    blobs: list[bytearray],
     index: int,
     dtype: torch.dtype,
     shape: list[int],
@@ -216,13 +218,13 @@ def _open_cuda_ipc(
     itemsize = torch.empty((), dtype=dtype).element_size()
     if (descriptor["element_offset"] + numel) * itemsize > descriptor["storage_bytes"]:
         raise ChannelError("CUDA IPC tensor overruns its storage")
-    event_handle = blobs[index + 2] or None
+    event_handle = bytes(blobs[index + 2]) or None
     storage = torch.UntypedStorage._new_shared_cuda(
         device.index if device.index is not None else 0,
-        blobs[index],
+        bytes(blobs[index]),
         descriptor["storage_bytes"],
         descriptor["storage_offset_bytes"],
-        blobs[index + 1],
+        bytes(blobs[index + 1]),
         descriptor["ref_offset"],
         event_handle,
         bool(descriptor.get("event_sync")),

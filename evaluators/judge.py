@@ -43,6 +43,8 @@ class Judge:
     references: ReferenceStore = field(default_factory=ReferenceStore)
     workers: Any = None  # a warm pool with .acquire(spec, limits) -> WorkerHandle, else cold starts
     limits: Limits = field(default_factory=Limits)  # memory, processes, files; time comes from each request
+    # whether CUDA IPC handles open across a given sandbox setup (probed once per setup)
+    ipc_works: dict[tuple[str, bool, bool], bool] = field(default_factory=dict)
 
     @classmethod
     def for_backend(cls, request_backend: Any, device_index: int | None = None, **kwargs: Any) -> Judge:
@@ -73,6 +75,7 @@ class _Evaluation:
         self.worker: WorkerHandle | None = None
         self.deadline = 0.0
         self.result = EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued)
+        self._last_mark = time.perf_counter()
 
     def execute(self) -> EvalResult:
         result = self.result
@@ -80,8 +83,10 @@ class _Evaluation:
             result.environment = describe(self.spec)
             result.environment.sandbox = getattr(self.judge.sandbox, "name", None)
             self._static_checks()
+            self._mark("static_check")
             self.stage = Stage.reference
             reference, _ = self.judge.references.get(self.request, self.spec)
+            self._mark("reference")
             if reference.degenerate:
                 self.findings.append(Finding(rule="weak-reference", message=reference.degenerate, severity="warning"))
             result.baselines = dict(reference.baselines)
@@ -130,18 +135,47 @@ class _Evaluation:
         pool = self.judge.workers
         self.worker = pool.acquire(self.spec, limits) if pool is not None else self.judge.sandbox.start(self.spec, limits)
         self.worker.channel.max_blob_bytes = 4 * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
-        ready = self._receive("ready", first=True)
+        ready = self._receive("ready")
         sync_latency_ms = float(ready.header.get("sync_latency_ms") or 0.0)
-        self._load(reference)
+        self._mark("worker_start")
+        cuda_ipc = self._cuda_ipc_usable()
+        self._load(reference, cuda_ipc)
+        self._mark("load")
         self.stage = Stage.correctness
         self._trials(reference)
+        self._mark("correctness")
         if self.spec.measures_time and self.request.timing.enabled:
             self.stage = Stage.timing
             self._time(reference, sync_latency_ms)
+            self._mark("timing")
         self.stage = Stage.correctness
         self._rechecks(reference)
+        self._mark("recheck")
 
-    def _load(self, reference: ReferenceData) -> None:
+    def _mark(self, phase: str) -> None:
+        """Seconds spent in each phase since the previous mark: where an evaluation's time goes."""
+        now = time.perf_counter()
+        self.result.phase_s[phase] = round(now - self._last_mark, 4)
+        self._last_mark = now
+
+    def _cuda_ipc_usable(self) -> bool:
+        """CUDA IPC is the fast path for outputs; some sandboxes (a user or namespace apart) refuse it."""
+        assert self.worker is not None
+        if self.device.type != "cuda":
+            return False
+        key = (self.worker.sandbox, self.worker.network_isolated, self.worker.privileges_dropped)
+        if key not in self.judge.ipc_works:
+            self._send({"type": "probe_ipc"})
+            message = self._receive("outputs")
+            try:
+                probe = decode_tensors(message.header.get("outputs"), message.blobs, self.device, max_elements=1024)
+                self.judge.ipc_works[key] = bool(torch.equal(probe[0], torch.arange(1024, dtype=torch.float32,
+                                                                                        device=self.device)))
+            except (ChannelError, RuntimeError):
+                self.judge.ipc_works[key] = False
+        return self.judge.ipc_works[key]
+
+    def _load(self, reference: ReferenceData, cuda_ipc: bool) -> None:
         assert self.worker is not None
         workdir = self.worker.workdir
         (workdir / "reference.py").write_text(reference.source)
@@ -151,7 +185,8 @@ class _Evaluation:
                 os.chown(workdir / name, 65534, 65534)
         self._send(
             {"type": "load", "reference_file": str(workdir / "reference.py"),
-             "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed}
+             "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,
+             "cuda_ipc": cuda_ipc}
         )
         self._receive("loaded")
 
@@ -162,7 +197,7 @@ class _Evaluation:
             message = self._receive("outputs")
             self._check_launches(message, "correctness trial")
             outputs = self._tensors(message, "outputs", reference)
-            trial = compare_outputs(outputs, reference.outputs[seed], self.request.correctness, index)
+            trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, index)
             del outputs
             self.trials.append(trial)
             if not trial.passed:
@@ -173,7 +208,7 @@ class _Evaluation:
 
     def _check_repeat_and_inputs(self, message: Message, reference: ReferenceData, seed: int) -> None:
         repeat = self._tensors(message, "repeat_outputs", reference)
-        again = compare_outputs(repeat, reference.outputs[seed], self.request.correctness, 0)
+        again = compare_outputs(repeat, reference.output_for(seed), self.request.correctness, 0)
         del repeat
         if not again.passed:
             raise Verdict(
@@ -198,7 +233,7 @@ class _Evaluation:
             torch.cuda.empty_cache()
 
     def _regenerate_inputs(self, reference: ReferenceData, seed: int) -> list[Any]:
-        return self.judge.references.task(reference).make_inputs(seed, self.device)
+        return reference.task.make_inputs(seed, self.device)
 
     def _time(self, reference: ReferenceData, sync_latency_ms: float) -> None:
         settings = self.request.timing
@@ -251,7 +286,7 @@ class _Evaluation:
             message = self._receive("outputs")
             self._check_launches(message, "recheck")
             outputs = self._tensors(message, "outputs", reference)
-            trial = compare_outputs(outputs, reference.outputs[seed], self.request.correctness, len(self.trials))
+            trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, len(self.trials))
             trial.phase = "recheck"
             self.trials.append(trial)
             if not trial.passed:
@@ -278,7 +313,7 @@ class _Evaluation:
     def _tensors(self, message: Message, name: str, reference: ReferenceData) -> list[torch.Tensor]:
         try:
             return decode_tensors(message.header.get(name), message.blobs, self.device,
-                                  max_elements=4 * reference.max_output_elements + (1 << 20) + reference.input_bytes)
+                                  max_elements=4 * reference.output_elements + (1 << 20) + reference.input_bytes)
         except ChannelError as error:
             raise Verdict(Status.rejected, self.stage, f"the worker's {name} could not be read: {error}",
                           Finding(rule="channel-tampering", message=str(error))) from None
@@ -292,7 +327,7 @@ class _Evaluation:
         except OSError:
             self._worker_gone()
 
-    def _receive(self, expected: str, first: bool = False) -> Message:
+    def _receive(self, expected: str) -> Message:
         assert self.worker is not None
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:

@@ -194,6 +194,7 @@ class EvalResult(_Model):
     findings: list[Finding] = Field(default_factory=list)
     environment: Environment = Field(default_factory=Environment)
     duration_s: float = 0.0
+    phase_s: dict[str, float] = Field(default_factory=dict, description="seconds spent in each phase")
     request_digest: str | None = None
 
     @property

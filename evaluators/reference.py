@@ -50,17 +50,27 @@ class ReferenceData:
     init_seed: int
     trial_seeds: list[int]
     recheck_seeds: list[int]
-    outputs: dict[int, list[torch.Tensor]]
+    task: TaskModule
+    model: torch.nn.Module
+    device: torch.device
+    # outputs by seed; empty when they are too large to keep beside the candidate (then recomputed)
+    outputs: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     baselines: dict[str, TimingStats] = field(default_factory=dict)
     loop_overhead_ms: float = 0.0  # per call: inputs, flush and synchronizes, measured with a no-op
     input_bytes: int = 0
     output_bytes: int = 0
+    output_elements: int = 1
     degenerate: str | None = None
     compute_s: float = 0.0
 
-    @property
-    def max_output_elements(self) -> int:
-        return max((t.numel() for ts in self.outputs.values() for t in ts), default=1)
+    def output_for(self, seed: int) -> list[torch.Tensor]:
+        if seed in self.outputs:
+            return self.outputs[seed]
+        # regenerating on the device costs one reference forward; copying huge outputs to the host costs more
+        return _run_reference(self.model, self.task.make_inputs(seed, self.device))
+
+    def held_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for ts in self.outputs.values() for t in ts)
 
 
 class TaskModule:
@@ -83,7 +93,7 @@ class TaskModule:
 
     def build(self, init_seed: int, device: torch.device) -> torch.nn.Module:
         init_inputs = list(self.module.get_init_inputs())
-        torch.manual_seed(init_seed)
+        seed_all(init_seed)
         try:
             model = construct(self.model_class, init_inputs, self.path)
         except SourceProblem as problem:
@@ -114,32 +124,41 @@ def compute_reference(request: EvalRequest, spec: BackendSpec, task: TaskModule)
         init_seed=seed,
         trial_seeds=[derive_seed(seed, "trial", i) for i in range(request.correctness.trials)],
         recheck_seeds=[derive_seed(seed, "recheck", i) for i in range(request.correctness.recheck_after_timing)],
-        outputs={},
+        task=task,
+        model=task.build(seed, device),
+        device=device,
     )
-    model = task.build(data.init_seed, device)
-    keep_on = device
-    for trial_seed in data.trial_seeds + data.recheck_seeds:
+    seeds = data.trial_seeds + data.recheck_seeds
+    keep = True
+    first_trials: list[list[torch.Tensor]] = []
+    for index, trial_seed in enumerate(seeds):
         inputs = task.make_inputs(trial_seed, device)
-        outputs = _run_reference(model, inputs)
-        if not data.outputs and device.type == "cuda":
-            keep_on = _placement(outputs, len(data.trial_seeds) + len(data.recheck_seeds), device)
-        data.outputs[trial_seed] = [t.to(keep_on) for t in outputs]
-        if not data.input_bytes:
+        outputs = _run_reference(data.model, inputs)
+        if index == 0:
             data.input_bytes = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
-            data.output_bytes = sum(t.numel() * t.element_size() for t in data.outputs[trial_seed])
+            data.output_bytes = sum(t.numel() * t.element_size() for t in outputs)
+            data.output_elements = max((t.numel() for t in outputs), default=1)
+            keep = _worth_keeping(data.output_bytes * len(seeds), device)
         del inputs
-    data.degenerate = degenerate_reference([data.outputs[s] for s in data.trial_seeds])
+        if len(first_trials) < 2:
+            first_trials.append(outputs)
+        if keep:
+            data.outputs[trial_seed] = outputs
+        elif len(first_trials) == 2:
+            break  # too large to keep: later uses recompute on the device
+    data.degenerate = degenerate_reference(first_trials)
+    del first_trials
     if spec.measures_time and request.timing.enabled:
-        _time_baselines(data, request, task, model, device)
+        _time_baselines(data, request, task, data.model, device)
     data.compute_s = time.perf_counter() - started
     return data
 
 
-def _placement(outputs: list[torch.Tensor], count: int, device: torch.device) -> torch.device:
+def _worth_keeping(total_bytes: int, device: torch.device) -> bool:
     """Keep reference outputs on the GPU unless they would crowd out the candidate."""
-    total = count * sum(t.numel() * t.element_size() for t in outputs)
-    capacity = torch.cuda.get_device_properties(device).total_memory
-    return device if total <= capacity // 8 else torch.device("cpu")
+    if device.type != "cuda":
+        return True
+    return total_bytes <= torch.cuda.get_device_properties(device).total_memory // 8
 
 
 def _run_reference(model: torch.nn.Module, inputs: list[Any]) -> list[torch.Tensor]:
@@ -193,13 +212,6 @@ class ReferenceStore:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, ReferenceData] = OrderedDict()
         self._workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-judge-"))
-        self._tasks: dict[str, TaskModule] = {}
-
-    def task(self, data: ReferenceData) -> TaskModule:
-        """The loaded task behind cached data (to regenerate inputs exactly)."""
-        if data.key not in self._tasks:
-            self._tasks[data.key] = TaskModule(data.source, self._workdir)
-        return self._tasks[data.key]
 
     def get(self, request: EvalRequest, spec: BackendSpec) -> tuple[ReferenceData, bool]:
         """(data, cached): computes on a miss."""
@@ -210,16 +222,12 @@ class ReferenceStore:
         task = TaskModule(request.reference_source, self._workdir)
         data = compute_reference(request, spec, task)
         self._entries[key] = data
-        self._tasks[key] = task
         self._evict()
         return data, False
 
     def _evict(self) -> None:
-        def held(entry: ReferenceData) -> int:
-            return sum(t.numel() * t.element_size() for ts in entry.outputs.values() for t in ts)
-
         while len(self._entries) > 1 and (
-            len(self._entries) > self.max_entries or sum(held(e) for e in self._entries.values()) > self.max_bytes
+            len(self._entries) > self.max_entries
+            or sum(e.held_bytes() for e in self._entries.values()) > self.max_bytes
         ):
-            key, _ = self._entries.popitem(last=False)
-            self._tasks.pop(key, None)
+            self._entries.popitem(last=False)

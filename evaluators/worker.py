@@ -55,6 +55,7 @@ class Worker:
         self.candidate_path: Path | None = None
         self.last_inputs: list[Any] | None = None
         self.keepalive: list[Any] = []
+        self.cuda_ipc = False  # the judge enables it once it has seen an IPC handle open
 
     # -- commands ------------------------------------------------------------------------
 
@@ -67,7 +68,13 @@ class Worker:
                 "sync_latency_ms": self.sync_latency_ms,
             }
         )
-        handlers = {"load": self.load, "run": self.run, "time": self.time, "recheck": self.recheck}
+        handlers = {
+            "probe_ipc": self.probe_ipc,
+            "load": self.load,
+            "run": self.run,
+            "time": self.time,
+            "recheck": self.recheck,
+        }
         while True:
             message = self.channel.recv()
             self.keepalive.clear()  # the judge has copied whatever it mapped
@@ -82,9 +89,17 @@ class Worker:
             except Exception as error:  # anything the candidate raised, located in its file
                 self.report_failure(error)
 
+    def probe_ipc(self, command: dict[str, Any]) -> None:
+        """Send a small tensor by CUDA IPC: the judge learns whether handles open across this sandbox."""
+        self.cuda_ipc = True
+        probe = self.torch.arange(1024, dtype=self.torch.float32, device=self.device)
+        self.send_outputs({"type": "outputs"}, {"outputs": [probe]})
+        self.cuda_ipc = False
+
     def load(self, command: dict[str, Any]) -> None:
         from evaluators.loading import SourceProblem, construct, get_class, import_file
 
+        self.cuda_ipc = bool(command.get("cuda_ipc")) and self.device.type == "cuda"
         reference = import_file(Path(command["reference_file"]), "kernelsmith_reference")
         self.get_inputs = reference.get_inputs
         init_inputs = list(reference.get_init_inputs())
@@ -92,7 +107,7 @@ class Worker:
         try:
             candidate = import_file(self.candidate_path, "candidate")
             model_class = get_class(candidate, "ModelNew", self.candidate_path)
-            self.manual_seed(int(command["init_seed"]))
+            self.seed_all(int(command["init_seed"]))
             model = construct(model_class, init_inputs, self.candidate_path)
             self.model = model.to(self.device) if hasattr(model, "to") else model
         except SourceProblem as problem:
@@ -129,7 +144,7 @@ class Worker:
                     )
                 if tensor.device != self.device:
                     raise TypeError(f"{name} {position} is on {tensor.device}, expected {self.device}")
-            descriptors, group_blobs = encode_tensors(tensors, cuda_ipc=self.device.type == "cuda")
+            descriptors, group_blobs = encode_tensors(tensors, cuda_ipc=self.cuda_ipc)
             for descriptor in descriptors:
                 descriptor["blob_index"] += len(blobs)
             self.keepalive.extend(strip_keepalive(descriptors))
