@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaluators.protocol import Backend
-from kernelsmith.llm import ModelSpec, Price, RetryPolicy
+from kernelsmith.llm import LLMCall, LLMClient, ModelSpec, Price, RetryPolicy
 
 DEFAULT_FILE = "kernelsmith.yaml"  # looked for in the working directory when no file is named
 
@@ -148,6 +148,15 @@ class Settings(_Section):
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.llm.attempts, self.llm.backoff_s, self.llm.max_backoff_s)
+
+    def llm_client(
+        self, on_call: Callable[[LLMCall], None] | None = None, env: Mapping[str, str] | None = None
+    ) -> LLMClient | None:
+        """The client for the configured models, or None when there are none (parameter tuning only)."""
+        if not self.models:
+            return None
+        return LLMClient(self.model_specs(env), seed=self.seed, retry=self.retry_policy(),
+                         max_concurrency=self.llm.max_concurrency, on_call=on_call)
 
 
 @dataclass

@@ -71,6 +71,10 @@ def test_endpoints_and_keys_resolve_per_model(tmp_path):
     flagged = load_settings(flags={"--base-url": "http://127.0.0.1:9/v1"}, env=env, cwd=tmp_path)
     assert {spec.base_url for spec in flagged.settings.model_specs(env)} == {"http://127.0.0.1:9/v1"}
 
+    client = flagged.settings.llm_client(env=env)
+    assert [m.name for m in client.models] == ["gpt-big", "local-coder"] and client.retry.attempts == 4
+    assert load_settings(env={}, cwd=tmp_path / "nowhere").settings.llm_client(env={}) is None
+
 
 def test_a_missing_api_key_names_the_variable_to_set(tmp_path):
     _write(tmp_path, FILE)
