@@ -9,6 +9,7 @@ import time
 import pytest
 
 from kernelsmith.llm import LLMCall, LLMClient, ModelSpec, Price, RetryPolicy, retry_after
+from tests.fake_openai import FakeOpenAI
 
 ASK = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "write a kernel"}]
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.05, max_backoff_s=0.2)
@@ -101,8 +102,7 @@ def test_an_empty_reply_is_an_error_with_its_finish_reason(fake_openai):
 
 
 def test_models_are_drawn_by_weight_from_a_seed_each_at_its_own_endpoint(fake_openai):
-    load_openai = type(fake_openai)
-    with load_openai() as other:
+    with FakeOpenAI() as other:
         for _ in range(40):  # enough for two runs of 20 calls
             fake_openai.reply("from big")
             other.reply("from small")

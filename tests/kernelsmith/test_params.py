@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from evaluators.judge import Judge
 from evaluators.protocol import Backend, CorrectnessSettings, EvalRequest, Status
 from kernelsmith.params import BackendLimits, TuningError, find_knobs, tune
 
@@ -201,14 +200,13 @@ def test_a_source_without_tunable_parameters_says_so():
         tune(plain, NVIDIA, random.Random(0))
 
 
-def test_tuned_children_of_a_correct_kernel_stay_correct_under_the_interpreter():
+def test_tuned_children_of_a_correct_kernel_stay_correct_under_the_interpreter(interpret_judge):
     """The grid tie is what keeps a smaller block correct: without it half the output is missed."""
-    judge = Judge.for_backend(Backend.triton_interpret)
     smaller = next(
         t for t in (tune(RELU_LITERAL, NVIDIA, random.Random(seed)) for seed in range(50))
         if any(c.label == "BLOCK" and c.new < c.old for c in t.changes)
     )
     request = EvalRequest(task_name="relu", reference_source=RELU_REFERENCE, candidate_source=smaller.source,
                           backend=Backend.triton_interpret, correctness=CorrectnessSettings(trials=2))
-    result = judge.evaluate(request)
+    result = interpret_judge.evaluate(request)
     assert result.status == Status.ok, (smaller.description, result.summary())
