@@ -62,6 +62,7 @@ def cuda_available() -> bool:
 
 def resolve(backend: Backend, device_index: int | None = None) -> BackendSpec:
     """Pick the concrete backend for a request on this host."""
+    backend = Backend(backend)
     if backend == Backend.auto:
         if cuda_available():
             from evaluators.compat import active_target_backend
