@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from evaluators.backends import BackendSpec, BackendUnavailable, describe, resolve
-from evaluators.channel import ChannelError, ChannelTimeout, Message, decode_tensors
+from evaluators.channel import ChannelError, ChannelTimeout, Message, decode_tensor_groups
 from evaluators.compare import compare_outputs
 from evaluators.loading import TaskError
 from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status, TimingStats, TrialResult
@@ -75,6 +75,7 @@ class _Evaluation:
         self.worker: WorkerHandle | None = None
         self.deadline = 0.0
         self.result = EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued)
+        self.max_elements = 1024
         self._last_mark = time.perf_counter()
 
     def execute(self) -> EvalResult:
@@ -135,6 +136,7 @@ class _Evaluation:
         pool = self.judge.workers
         self.worker = pool.acquire(self.spec, limits) if pool is not None else self.judge.sandbox.start(self.spec, limits)
         self.worker.channel.max_blob_bytes = 4 * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
+        self.max_elements = 4 * reference.output_elements + (1 << 20) + reference.input_bytes
         ready = self._receive("ready")
         sync_latency_ms = float(ready.header.get("sync_latency_ms") or 0.0)
         self._mark("worker_start")
@@ -166,12 +168,11 @@ class _Evaluation:
         key = (self.worker.sandbox, self.worker.network_isolated, self.worker.privileges_dropped)
         if key not in self.judge.ipc_works:
             self._send({"type": "probe_ipc"})
-            message = self._receive("outputs")
             try:
-                probe = decode_tensors(message.header.get("outputs"), message.blobs, self.device, max_elements=1024)
-                self.judge.ipc_works[key] = bool(torch.equal(probe[0], torch.arange(1024, dtype=torch.float32,
-                                                                                        device=self.device)))
-            except (ChannelError, RuntimeError):
+                probe = self._receive("outputs").tensors["outputs"]
+                expected = torch.arange(1024, dtype=torch.float32, device=self.device)
+                self.judge.ipc_works[key] = len(probe) == 1 and bool(torch.equal(probe[0], expected))
+            except Verdict:
                 self.judge.ipc_works[key] = False
         return self.judge.ipc_works[key]
 
@@ -196,7 +197,7 @@ class _Evaluation:
             self._send({"type": "run", "seed": seed, "repeat": first, "send_inputs": first})
             message = self._receive("outputs")
             self._check_launches(message, "correctness trial")
-            outputs = self._tensors(message, "outputs", reference)
+            outputs = message.tensors.pop("outputs")
             trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, index)
             del outputs
             self.trials.append(trial)
@@ -207,7 +208,7 @@ class _Evaluation:
             self._release_memory()
 
     def _check_repeat_and_inputs(self, message: Message, reference: ReferenceData, seed: int) -> None:
-        repeat = self._tensors(message, "repeat_outputs", reference)
+        repeat = message.tensors.pop("repeat_outputs", [])
         again = compare_outputs(repeat, reference.output_for(seed), self.request.correctness, 0)
         del repeat
         if not again.passed:
@@ -215,7 +216,7 @@ class _Evaluation:
                 Status.incorrect, Stage.correctness,
                 f"a second run on the same inputs gave a wrong result (nondeterministic): {again.message}",
             )
-        inputs = self._tensors(message, "inputs", reference)
+        inputs = message.tensors.pop("inputs", [])
         pristine = [x for x in self._regenerate_inputs(reference, seed) if isinstance(x, torch.Tensor)]
         mutated = len(pristine) != len(inputs) or any(
             a.shape != b.shape or not torch.equal(a, b) for a, b in zip(inputs, pristine, strict=False)
@@ -285,7 +286,7 @@ class _Evaluation:
             self._send({"type": "recheck", "seed": seed})
             message = self._receive("outputs")
             self._check_launches(message, "recheck")
-            outputs = self._tensors(message, "outputs", reference)
+            outputs = message.tensors.pop("outputs")
             trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, len(self.trials))
             trial.phase = "recheck"
             self.trials.append(trial)
@@ -310,15 +311,17 @@ class _Evaluation:
                 Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
             )
 
-    def _tensors(self, message: Message, name: str, reference: ReferenceData) -> list[torch.Tensor]:
+    def _decode(self, message: Message) -> None:
+        assert self.worker is not None
         try:
-            return decode_tensors(message.header.get(name), message.blobs, self.device,
-                                  max_elements=4 * reference.output_elements + (1 << 20) + reference.input_bytes)
+            message.tensors = decode_tensor_groups(self.worker.channel, message, self.device, self.max_elements)
+        except ChannelTimeout:
+            self._timed_out()
         except ChannelError as error:
-            raise Verdict(Status.rejected, self.stage, f"the worker's {name} could not be read: {error}",
+            raise Verdict(Status.rejected, self.stage, f"the worker's tensors could not be read: {error}",
                           Finding(rule="channel-tampering", message=str(error))) from None
         except RuntimeError as error:  # e.g. an IPC handle that does not open
-            raise Verdict(Status.runtime_error, self.stage, f"the worker's {name} could not be read: {error}") from None
+            raise Verdict(Status.runtime_error, self.stage, f"the worker's tensors could not be read: {error}") from None
 
     def _send(self, header: dict[str, Any]) -> None:
         assert self.worker is not None
@@ -339,6 +342,8 @@ class _Evaluation:
         except ChannelError:
             self._worker_gone()
         if message.type == expected:
+            if message.header.get("stream"):
+                self._decode(message)
             return message
         if message.type == "error":
             status = message.header.get("status")

@@ -133,24 +133,15 @@ class Worker:
         return flatten_outputs(result)
 
     def send_outputs(self, header: dict[str, Any], groups: dict[str, list[Any]]) -> None:
-        from evaluators.channel import encode_tensors, strip_keepalive
+        from evaluators.channel import send_tensor_groups
 
-        blobs: list[bytes] = []
         for name, tensors in groups.items():
             for position, tensor in enumerate(tensors):
                 if type(tensor) is not self.torch.Tensor:
-                    raise TypeError(
-                        f"{name} {position} is a {type(tensor).__name__}, not a plain torch.Tensor"
-                    )
+                    raise TypeError(f"{name} {position} is a {type(tensor).__name__}, not a plain torch.Tensor")
                 if tensor.device != self.device:
                     raise TypeError(f"{name} {position} is on {tensor.device}, expected {self.device}")
-            descriptors, group_blobs = encode_tensors(tensors, cuda_ipc=self.cuda_ipc)
-            for descriptor in descriptors:
-                descriptor["blob_index"] += len(blobs)
-            self.keepalive.extend(strip_keepalive(descriptors))
-            blobs.extend(group_blobs)
-            header[name] = descriptors
-        self.channel.send(header, blobs)
+        self.keepalive = send_tensor_groups(self.channel, header, groups, self.cuda_ipc)
 
     def run(self, command: dict[str, Any]) -> None:
         inputs = self.make_inputs(int(command["seed"]))
