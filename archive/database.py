@@ -26,12 +26,14 @@ def resolve_url(location: str | os.PathLike[str] | None) -> URL:
     if isinstance(location, os.PathLike) or "://" not in str(location):
         path = Path(location).expanduser().resolve()
         if path.is_dir():
-            raise ArchiveError(f"archive path {path} is a directory; give a file path such as {path / 'kernelsmith.db'}")
+            raise ArchiveError(
+                f"archive path {path} is a directory; give a file path such as {path / 'kernelsmith.db'}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         return URL.create("sqlite+pysqlite", database=str(path))
     try:
         url = make_url(str(location))
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ArchiveError(f"not a database path or SQLAlchemy URL: {location!r} ({exc})") from None
     if url.drivername == "postgresql":
         # the driver kernelsmith installs, whatever SQLAlchemy's default for a bare postgresql:// is

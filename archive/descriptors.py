@@ -72,7 +72,8 @@ def _is_jit(function: ast.FunctionDef) -> bool:
 
 def _calls_dot(kernel: ast.FunctionDef) -> bool:
     return any(
-        isinstance(node, ast.Call) and _dotted_name(node.func).split(".")[-1] == "dot" for node in ast.walk(kernel)
+        isinstance(node, ast.Call) and _dotted_name(node.func).split(".")[-1] == "dot"
+        for node in ast.walk(kernel)
     )
 
 
@@ -102,14 +103,16 @@ def _named_constants(tree: ast.AST) -> list[tuple[str, int]]:
                 if isinstance(target, ast.Name | ast.Attribute):
                     add(target.id if isinstance(target, ast.Name) else target.attr, node.value)
         elif isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values):
+            for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and isinstance(key.value, str):
                     add(key.value, value)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             arguments = node.args
             positional = arguments.posonlyargs + arguments.args
-            for argument, default in zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults):
+            for argument, default in zip(
+                positional[len(positional) - len(arguments.defaults) :], arguments.defaults, strict=True
+            ):
                 add(argument.arg, default)
-            for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults):
+            for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
                 add(argument.arg, default)
     return found

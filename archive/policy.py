@@ -30,16 +30,25 @@ class PolicyConfig(BaseModel):
     elite_count: int = Field(8, ge=1, description="k: how many of an island's best programs are its elites")
     islands: int = Field(4, ge=1, description="populations evolving apart")
     migration_interval: int = Field(25, ge=1, description="evaluated programs between two migrations")
-    migration_count: int = Field(2, ge=0, description="elites each island sends to the next one per migration")
+    migration_count: int = Field(
+        2, ge=0, description="elites each island sends to the next one per migration"
+    )
     exploit: float = Field(0.6, ge=0, description="weight of drawing the parent from the island's elites")
     explore: float = Field(0.3, ge=0, description="weight of drawing it from the diversity grid or uniformly")
     fix: float = Field(0.1, ge=0, description="weight of drawing a recent failure to repair")
     explore_uniform: float = Field(
-        0.25, ge=0, le=1, description="share of explore draws made uniformly over the island instead of the grid"
+        0.25,
+        ge=0,
+        le=1,
+        description="share of explore draws made uniformly over the island instead of the grid",
     )
     fix_window: int = Field(8, ge=1, description="how many of the island's latest failures a fix draws from")
-    fix_attempts: int = Field(2, ge=1, description="a failure that already has this many children is left alone")
-    inspirations: int = Field(3, ge=0, description="programs shown beside the parent, from elites and the grid")
+    fix_attempts: int = Field(
+        2, ge=1, description="a failure that already has this many children is left alone"
+    )
+    inspirations: int = Field(
+        3, ge=0, description="programs shown beside the parent, from elites and the grid"
+    )
 
     @model_validator(mode="after")
     def _some_mode(self) -> PolicyConfig:
@@ -135,7 +144,8 @@ class Policy:
         if previous is not None and self._cells.get(previous.descriptor) == candidate.program_id:
             # a re-evaluated cell best may have got worse: the cell goes to whoever is best now
             self._cells[previous.descriptor] = max(
-                (c for c in self._candidates.values() if c.descriptor == previous.descriptor), key=Candidate.rank
+                (c for c in self._candidates.values() if c.descriptor == previous.descriptor),
+                key=Candidate.rank,
             ).program_id
         best = self._cells.get(cell)
         if best is None or candidate.rank() > self._candidates[best].rank():
@@ -153,7 +163,9 @@ class Policy:
     def _migrate(self) -> None:
         # every island sends its best to the next one in a ring, all at the same moment
         count = self.config.migration_count
-        outgoing = [[c.program_id for c in self.elites(island)[:count]] for island in range(self.config.islands)]
+        outgoing = [
+            [c.program_id for c in self.elites(island)[:count]] for island in range(self.config.islands)
+        ]
         for island, migrants in enumerate(outgoing):
             self._members[(island + 1) % self.config.islands].update(migrants)
 
@@ -201,7 +213,11 @@ class Policy:
             island = rng.randrange(self.config.islands)
         island %= self.config.islands
         members = self.island_members(island) or self.candidates
-        weights = {Mode.exploit: self.config.exploit, Mode.explore: self.config.explore, Mode.fix: self.config.fix}
+        weights = {
+            Mode.exploit: self.config.exploit,
+            Mode.explore: self.config.explore,
+            Mode.fix: self.config.fix,
+        }
         mode = rng.choices(list(weights), weights=list(weights.values()))[0]
         if mode == Mode.fix and not self.recent_failures(island):
             mode = Mode.exploit if self.config.exploit > 0 else Mode.explore
@@ -215,10 +231,16 @@ class Policy:
             parent = rng.choice(list(self.cells().values()))
         return Selection(mode, parent, self._inspirations(rng, members, parent), island)
 
-    def _inspirations(self, rng: random.Random, members: list[Candidate], parent: Candidate) -> tuple[Candidate, ...]:
+    def _inspirations(
+        self, rng: random.Random, members: list[Candidate], parent: Candidate
+    ) -> tuple[Candidate, ...]:
         # about half from the island's elites, the rest from the grid's cells; never the parent's own code
         wanted = self.config.inspirations
-        elites = [c for c in _distinct_best(members)[: self.config.elite_count] if c.normalized_hash != parent.normalized_hash]
+        elites = [
+            c
+            for c in _distinct_best(members)[: self.config.elite_count]
+            if c.normalized_hash != parent.normalized_hash
+        ]
         diverse = [c for c in self.cells().values() if c.normalized_hash != parent.normalized_hash]
         chosen: list[Candidate] = []
         hashes: set[str] = set()

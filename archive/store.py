@@ -120,7 +120,9 @@ class Archive:
         status = RunStatus(status)
         run_id = self.get_run(run).id
         with self._write() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(status=status.value, updated_at=_now()))
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(status=status.value, updated_at=_now())
+            )
         return self.get_run(run_id)
 
     # programs
@@ -142,7 +144,9 @@ class Archive:
         run_id = _id(run)
         _check_text("program source", source, allow_empty=False)
         if generation < 0 or island < 0:
-            raise ArchiveError(f"generation and island must be >= 0, got generation={generation}, island={island}")
+            raise ArchiveError(
+                f"generation and island must be >= 0, got generation={generation}, island={island}"
+            )
         metadata = _checked_json("program metadata", metadata or {})
         inspiration_ids = [int(i) for i in inspiration_ids]
         digest = normalized_hash(source)
@@ -206,7 +210,9 @@ class Archive:
 
     # evaluations
 
-    def add_evaluation(self, program: Program | int, result: EvalResult, backend: str | None = None) -> Evaluation:
+    def add_evaluation(
+        self, program: Program | int, result: EvalResult, backend: str | None = None
+    ) -> Evaluation:
         """Store an evaluation of a program. `backend` defaults to the one the result says ran it."""
         program_id = _id(program)
         backend = backend or result.environment.backend or "unknown"
@@ -217,7 +223,9 @@ class Archive:
                 .where(programs.c.id == program_id)
             ).first()
             if row is None:
-                raise ArchiveError(f"no program {program_id} in the archive at {self.where} to attach a result to")
+                raise ArchiveError(
+                    f"no program {program_id} in the archive at {self.where} to attach a result to"
+                )
             if row.task_name != result.task_name:
                 raise ArchiveError(
                     f"the result is for task {result.task_name!r} but program {program_id} belongs to a run "
@@ -246,9 +254,13 @@ class Archive:
             )
             return [evaluation_record(row) for row in rows]
 
-    def latest_evaluation(self, program: Program | int, *, include_infra_errors: bool = False) -> Evaluation | None:
+    def latest_evaluation(
+        self, program: Program | int, *, include_infra_errors: bool = False
+    ) -> Evaluation | None:
         """The newest evaluation that says something about the candidate (infra_errors skipped by default)."""
-        found = [e for e in self.evaluations(program) if include_infra_errors or e.status != Status.infra_error]
+        found = [
+            e for e in self.evaluations(program) if include_infra_errors or e.status != Status.infra_error
+        ]
         return found[-1] if found else None
 
     def evaluated_programs(self, run: Run | int) -> list[tuple[Program, Evaluation]]:
@@ -336,7 +348,9 @@ class Archive:
 
     def llm_calls(self, run: Run | int) -> list[LlmCall]:
         with self._read() as conn:
-            rows = conn.execute(select(llm_calls).where(llm_calls.c.run_id == _id(run)).order_by(llm_calls.c.id))
+            rows = conn.execute(
+                select(llm_calls).where(llm_calls.c.run_id == _id(run)).order_by(llm_calls.c.id)
+            )
             return [llm_call_record(row) for row in rows]
 
     # lineage
@@ -399,16 +413,24 @@ class Archive:
     def _check_same_run(self, conn: Connection, run_id: int, program_ids: list[int], role: str) -> None:
         if not program_ids:
             return
-        found = dict(conn.execute(select(programs.c.id, programs.c.run_id).where(programs.c.id.in_(program_ids))).all())
+        found = dict(
+            conn.execute(select(programs.c.id, programs.c.run_id).where(programs.c.id.in_(program_ids))).all()
+        )
         for program_id in program_ids:
             if program_id not in found:
-                raise ArchiveError(f"{role} program {program_id} does not exist in the archive at {self.where}")
+                raise ArchiveError(
+                    f"{role} program {program_id} does not exist in the archive at {self.where}"
+                )
             if found[program_id] != run_id:
-                raise ArchiveError(f"{role} program {program_id} belongs to run {found[program_id]}, not run {run_id}")
+                raise ArchiveError(
+                    f"{role} program {program_id} belongs to run {found[program_id]}, not run {run_id}"
+                )
 
     def _evaluation_by_id(self, evaluation_id: int) -> Evaluation:
         with self._read() as conn:
-            return evaluation_record(conn.execute(select(evaluations).where(evaluations.c.id == evaluation_id)).one())
+            return evaluation_record(
+                conn.execute(select(evaluations).where(evaluations.c.id == evaluation_id)).one()
+            )
 
 
 def _id(thing: Any) -> int:
@@ -429,7 +451,9 @@ def _check_text(what: str, text: str, *, allow_empty: bool) -> None:
     if not allow_empty and not text.strip():
         raise ArchiveError(f"{what} is empty")
     if "\x00" in text:
-        raise ArchiveError(f"{what} contains a NUL character (offset {text.index(chr(0))}); it cannot be Python source")
+        raise ArchiveError(
+            f"{what} contains a NUL character (offset {text.index(chr(0))}); it cannot be Python source"
+        )
 
 
 def _checked_json(what: str, value: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,9 @@ import archive
 from archive import ArchiveError, RunStatus
 from evaluators.protocol import Stage, Status, TrialResult
 
-REFERENCE = "import torch\nclass Model(torch.nn.Module):\n    def forward(self, x):\n        return x.relu()\n"
+REFERENCE = (
+    "import torch\nclass Model(torch.nn.Module):\n    def forward(self, x):\n        return x.relu()\n"
+)
 SEED = '''
 import triton
 import triton.language as tl
@@ -44,7 +46,12 @@ def test_a_run_and_its_programs_round_trip(db: archive.Archive):
     assert db.get_run(run.id) == db.list_runs()[0]
     assert run.status == RunStatus.running and run.seed == 7 and run.config["budget"] == {"evaluations": 10}
     assert db.get_program(child.id) == child
-    assert (child.parent_id, child.inspiration_ids, child.operator, child.model) == (seed.id, (seed.id,), "diff", "gpt-x")
+    assert (child.parent_id, child.inspiration_ids, child.operator, child.model) == (
+        seed.id,
+        (seed.id,),
+        "diff",
+        "gpt-x",
+    )
     assert (child.generation, child.island, child.metadata) == (1, 2, {"tokens": 812})
     assert child.created_at.tzinfo is not None and child.created_at >= seed.created_at
     assert [p.id for p in db.programs(run)] == [seed.id, child.id]
@@ -55,14 +62,19 @@ def test_evaluations_keep_the_full_result(db: archive.Archive, make_result):
     run = db.create_run("softmax", REFERENCE)
     program = db.add_program(run, SEED)
     verdict = make_result(Status.incorrect, message="trial 0: max abs error nan").model_copy(
-        update={"trials": [TrialResult(index=0, passed=False, max_abs_error=math.nan, max_rel_error=math.inf)]}
+        update={
+            "trials": [TrialResult(index=0, passed=False, max_abs_error=math.nan, max_rel_error=math.inf)]
+        }
     )
     failed = db.add_evaluation(program, verdict)
     passed = db.add_evaluation(program, make_result(Status.ok, speedup=1.8), backend="triton-nvidia")
 
     assert failed.status == Status.incorrect and failed.stage == Stage.correctness
     assert (failed.backend, failed.device) == ("triton-interpret", "cpu")
-    assert math.isnan(failed.result.trials[0].max_abs_error) and failed.result.trials[0].max_rel_error == math.inf
+    assert (
+        math.isnan(failed.result.trials[0].max_abs_error)
+        and failed.result.trials[0].max_rel_error == math.inf
+    )
     assert failed.result.message == "trial 0: max abs error nan"
     assert (passed.speedup, passed.backend) == (1.8, "triton-nvidia")
     assert [e.id for e in db.evaluations(program)] == [failed.id, passed.id]  # NaN != NaN, so by id
@@ -84,13 +96,25 @@ def test_llm_calls_are_recorded_with_their_costs(db: archive.Archive):
     run = db.create_run("softmax", REFERENCE)
     program = db.add_program(run, SEED)
     call = db.add_llm_call(
-        run, model="gpt-x", prompt="make it faster", response="```python\n...\x00```", program=program,
-        prompt_tokens=1200, completion_tokens=300, cost=0.0042, latency_s=3.5,
+        run,
+        model="gpt-x",
+        prompt="make it faster",
+        response="```python\n...\x00```",
+        program=program,
+        prompt_tokens=1200,
+        completion_tokens=300,
+        cost=0.0042,
+        latency_s=3.5,
     )
     failed = db.add_llm_call(run, model="gpt-x", prompt="again", response="", error="rate limited (429)")
 
     assert db.llm_calls(run) == [call, failed]
-    assert (call.program_id, call.prompt_tokens, call.completion_tokens, call.cost) == (program.id, 1200, 300, 0.0042)
+    assert (call.program_id, call.prompt_tokens, call.completion_tokens, call.cost) == (
+        program.id,
+        1200,
+        300,
+        0.0042,
+    )
     assert call.response == "```python\n...\ufffd```"  # a stray NUL must not lose the call on PostgreSQL
     assert failed.program_id is None and failed.error == "rate limited (429)"
 
@@ -139,7 +163,9 @@ def test_bad_input_is_refused_with_a_message_and_stores_nothing(db: archive.Arch
 def test_a_repeated_program_is_marked_as_a_duplicate(db: archive.Archive):
     run = db.create_run("softmax", REFERENCE)
     first = db.add_program(run, SEED)
-    reformatted = "# a new comment\n" + SEED.replace("    mask = offsets < n  # masked tail", "    mask = (offsets < n)")
+    reformatted = "# a new comment\n" + SEED.replace(
+        "    mask = offsets < n  # masked tail", "    mask = (offsets < n)"
+    )
     again = db.add_program(run, reformatted, parent_id=first.id, generation=1)
     different = db.add_program(run, SEED.replace("0)", "1)"), parent_id=first.id, generation=1)
     elsewhere = db.add_program(db.create_run("softmax", REFERENCE), SEED)
@@ -150,10 +176,14 @@ def test_a_repeated_program_is_marked_as_a_duplicate(db: archive.Archive):
     assert elsewhere.duplicate_of is None  # duplicates are per run; the result cache spans runs
 
 
-def test_a_cached_result_is_found_for_the_same_task_backend_and_normalized_source(db: archive.Archive, make_result):
+def test_a_cached_result_is_found_for_the_same_task_backend_and_normalized_source(
+    db: archive.Archive, make_result
+):
     old_run = db.create_run("softmax", REFERENCE)
     program = db.add_program(old_run, SEED)
-    evaluated = db.add_evaluation(program, make_result(Status.ok, speedup=1.4, backend="triton-nvidia", device="H100"))
+    evaluated = db.add_evaluation(
+        program, make_result(Status.ok, speedup=1.4, backend="triton-nvidia", device="H100")
+    )
     reformatted = SEED.replace('"""Elementwise max(x, 0)."""', "# no docstring here").replace("\n\n", "\n")
 
     assert db.find_cached_result("softmax", "triton-nvidia", reformatted) == evaluated
@@ -172,6 +202,8 @@ def test_infra_errors_are_never_reused(db: archive.Archive, make_result):
     db.add_evaluation(program, make_result(Status.infra_error, stage=Stage.queued, backend="triton-nvidia"))
     assert db.find_cached_result("softmax", "triton-nvidia", SEED) is None
 
-    failure = db.add_evaluation(program, make_result(Status.compile_error, stage=Stage.load, backend="triton-nvidia"))
+    failure = db.add_evaluation(
+        program, make_result(Status.compile_error, stage=Stage.load, backend="triton-nvidia")
+    )
     db.add_evaluation(program, make_result(Status.infra_error, stage=Stage.queued, backend="triton-nvidia"))
     assert db.find_cached_result("softmax", "triton-nvidia", SEED) == failure

@@ -66,7 +66,9 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("inspiration_id", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("program_id", "position", name="pk_program_inspirations"),
-        sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name="fk_program_inspirations_program_id_programs"),
+        sa.ForeignKeyConstraint(
+            ["program_id"], ["programs.id"], name="fk_program_inspirations_program_id_programs"
+        ),
         sa.ForeignKeyConstraint(
             ["inspiration_id"], ["programs.id"], name="fk_program_inspirations_inspiration_id_programs"
         ),
