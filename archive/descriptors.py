@@ -22,9 +22,12 @@ class Descriptor:
 def describe(source: str) -> Descriptor:
     """The descriptor of a candidate's source; a source that does not parse lands in the all-zero cell."""
     try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+        return _describe(ast.parse(source))
+    except (SyntaxError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return Descriptor(0, False, 0, 0)
+
+
+def _describe(tree: ast.Module) -> Descriptor:
     kernels = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and _is_jit(node)]
     uses_dot = any(_calls_dot(kernel) for kernel in kernels)
     tiles: list[int] = []
@@ -77,9 +80,26 @@ def _calls_dot(kernel: ast.FunctionDef) -> bool:
     )
 
 
+_LARGEST = 1 << 64
+_ARITHMETIC = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.FloorDiv: lambda a, b: a // b if b else None,
+    ast.Pow: lambda a, b: a**b if 0 <= b <= 64 else None,
+    ast.LShift: lambda a, b: a << b if 0 <= b <= 64 else None,
+}
+
+
 def _int_constant(node: ast.expr | None) -> int | None:
+    """An integer written as a literal or constant arithmetic (2 ** 10, 64 * 4); None otherwise."""
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _int_constant(node.left), _int_constant(node.right)
+        # bounded operands: a hostile candidate's ((2**64)**64)**64... must not hang the controller
+        if left is not None and right is not None and max(abs(left), abs(right)) <= _LARGEST:
+            return _ARITHMETIC[type(node.op)](left, right)
     return None
 
 

@@ -18,13 +18,13 @@ def normalized_source(source: str) -> str:
     """
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                node.body = _without_docstring(node.body)
+        return ast.unparse(tree)
+    except (SyntaxError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         return "\n".join(line.rstrip() for line in lines).strip("\n")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            node.body = _without_docstring(node.body)
-    return ast.unparse(tree)
 
 
 def normalized_hash(source: str) -> str:
