@@ -241,7 +241,9 @@ class Policy:
             for c in _distinct_best(members)[: self.config.elite_count]
             if c.normalized_hash != parent.normalized_hash
         ]
-        diverse = [c for c in self.cells().values() if c.normalized_hash != parent.normalized_hash]
+        diverse = [
+            c for c in _distinct_best(self.cells().values()) if c.normalized_hash != parent.normalized_hash
+        ]
         chosen: list[Candidate] = []
         hashes: set[str] = set()
         for pool, share in ((elites, (wanted + 1) // 2), (diverse, wanted), (elites, wanted)):

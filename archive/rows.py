@@ -38,6 +38,11 @@ def _finite_json(value: Any) -> Any:
     return value
 
 
+def chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    """Id lists cut to a size every database accepts as bound parameters of one IN (...)."""
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
 def utc(moment: datetime) -> datetime:
     # SQLite keeps no time zone; everything stored is UTC
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
@@ -60,10 +65,11 @@ def run_record(row: Row) -> Run:
 def program_records(conn: Connection, rows: Sequence[Row]) -> dict[int, Program]:
     """Programs keyed by id in the rows' order, with their inspirations."""
     inspirations: dict[int, list[int]] = {row.id: [] for row in rows}
-    if rows:
+    ids = list(inspirations)
+    for chunk in chunks(ids):
         links = conn.execute(
             select(program_inspirations)
-            .where(program_inspirations.c.program_id.in_(list(inspirations)))
+            .where(program_inspirations.c.program_id.in_(chunk))
             .order_by(program_inspirations.c.program_id, program_inspirations.c.position)
         )
         for link in links:

@@ -25,6 +25,7 @@ from archive.migrate import ensure_schema
 from archive.normalize import normalized_hash
 from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
 from archive.rows import (
+    chunks,
     evaluation_record,
     finite_or_none,
     llm_call_record,
@@ -194,10 +195,12 @@ class Archive:
 
     def get_programs(self, program_ids: Iterable[int]) -> list[Program]:
         """The programs with these ids, in the order given (unknown ids are left out)."""
-        wanted = list(program_ids)
+        wanted = [int(i) for i in program_ids]
+        by_id: dict[int, Program] = {}
         with self._read() as conn:
-            rows = conn.execute(select(programs).where(programs.c.id.in_(wanted))).all()
-            by_id = program_records(conn, rows)
+            for chunk in chunks(sorted(set(wanted))):
+                rows = conn.execute(select(programs).where(programs.c.id.in_(chunk))).all()
+                by_id.update(program_records(conn, rows))
         return [by_id[i] for i in wanted if i in by_id]
 
     def programs(self, run: Run | int) -> list[Program]:
@@ -266,14 +269,16 @@ class Archive:
     def evaluated_programs(self, run: Run | int) -> list[tuple[Program, Evaluation]]:
         """Each program of a run that has a usable evaluation, with its latest one, in the order the
         first usable evaluations arrived: the history the selection policy is rebuilt from."""
+        latest = lineage.latest_usable_evaluations(_id(run)).subquery()
         with self._read() as conn:
-            pairs = conn.execute(lineage.latest_usable_evaluations(_id(run))).all()
             rows = conn.execute(
-                select(evaluations).where(evaluations.c.id.in_([pair.latest_id for pair in pairs]))
-            )
-            by_id = {row.id: evaluation_record(row) for row in rows}
-        by_program = {p.id: p for p in self.get_programs(pair.program_id for pair in pairs)}
-        return [(by_program[pair.program_id], by_id[pair.latest_id]) for pair in pairs]
+                select(evaluations)
+                .join(latest, evaluations.c.id == latest.c.latest_id)
+                .order_by(latest.c.first_id)
+            ).all()
+        found = [evaluation_record(row) for row in rows]
+        by_id = {p.id: p for p in self.programs(run)}
+        return [(by_id[evaluation.program_id], evaluation) for evaluation in found]
 
     def find_cached_result(
         self,
