@@ -1,8 +1,10 @@
-"""Rows to records: turns the tables' rows into the dataclasses the archive hands back, and results
-into JSON every database accepts."""
+"""Between records and rows: input checked before it is stored, results turned into JSON every database
+accepts, and the tables' rows turned into the dataclasses the archive hands back."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -13,8 +15,58 @@ from sqlalchemy import Connection, Row, select
 
 from archive.errors import ArchiveError
 from archive.records import Evaluation, LlmCall, Program, Run, RunStatus
-from archive.schema import program_inspirations
+from archive.schema import program_inspirations, programs, runs
 from evaluators.protocol import EvalResult, Stage, Status
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def checked_text(what: str, text: str, *, allow_empty: bool) -> None:
+    if not isinstance(text, str):
+        raise ArchiveError(f"{what} must be a string, got {type(text).__name__}")
+    if not allow_empty and not text.strip():
+        raise ArchiveError(f"{what} is empty")
+    if "\x00" in text:
+        raise ArchiveError(
+            f"{what} contains a NUL character (offset {text.index(chr(0))}); it cannot be Python source"
+        )
+
+
+def checked_json(what: str, value: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ArchiveError(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        # allow_nan=False: PostgreSQL's json type refuses NaN and Infinity
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ArchiveError(f"{what} cannot be stored as JSON: {exc}") from None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def check_run_exists(conn: Connection, run_id: int, where: str) -> None:
+    if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+        raise ArchiveError(f"no run {run_id} in the archive at {where}")
+
+
+def check_same_run(conn: Connection, run_id: int, where: str, program_ids: list[int], role: str) -> None:
+    """Parents, inspirations and LLM calls link programs of one run only."""
+    if not program_ids:
+        return
+    found = dict(
+        conn.execute(select(programs.c.id, programs.c.run_id).where(programs.c.id.in_(program_ids))).all()
+    )
+    for program_id in program_ids:
+        if program_id not in found:
+            raise ArchiveError(f"{role} program {program_id} does not exist in the archive at {where}")
+        if found[program_id] != run_id:
+            raise ArchiveError(
+                f"{role} program {program_id} belongs to run {found[program_id]}, not run {run_id}"
+            )
 
 
 def result_json(result: EvalResult) -> dict[str, Any]:

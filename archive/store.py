@@ -6,12 +6,9 @@ short too, so a report reading the archive never holds up the run writing it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -25,13 +22,19 @@ from archive.migrate import ensure_schema
 from archive.normalize import normalized_hash
 from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
 from archive.rows import (
+    check_run_exists,
+    check_same_run,
+    checked_json,
+    checked_text,
     chunks,
     evaluation_record,
     finite_or_none,
     llm_call_record,
+    now,
     program_records,
     result_json,
     run_record,
+    sha256,
 )
 from archive.schema import evaluations, llm_calls, program_inspirations, programs, runs
 from evaluators.protocol import EvalResult, Status
@@ -78,21 +81,21 @@ class Archive:
     def create_run(
         self, task_name: str, reference_source: str, config: dict[str, Any] | None = None, seed: int = 0
     ) -> Run:
-        _check_text("task name", task_name, allow_empty=False)
-        _check_text("reference source", reference_source, allow_empty=False)
-        config = _checked_json("run config", config or {})
-        now = _now()
+        checked_text("task name", task_name, allow_empty=False)
+        checked_text("reference source", reference_source, allow_empty=False)
+        config = checked_json("run config", config or {})
+        created = now()
         with self._write() as conn:
             run_id = conn.execute(
                 insert(runs).values(
                     task_name=task_name,
                     reference_source=reference_source,
-                    reference_hash=_sha256(reference_source),
+                    reference_hash=sha256(reference_source),
                     config=config,
                     status=RunStatus.running.value,
                     seed=seed,
-                    created_at=now,
-                    updated_at=now,
+                    created_at=created,
+                    updated_at=created,
                 )
             ).inserted_primary_key[0]
         return self.get_run(run_id)
@@ -122,7 +125,7 @@ class Archive:
         run_id = self.get_run(run).id
         with self._write() as conn:
             conn.execute(
-                update(runs).where(runs.c.id == run_id).values(status=status.value, updated_at=_now())
+                update(runs).where(runs.c.id == run_id).values(status=status.value, updated_at=now())
             )
         return self.get_run(run_id)
 
@@ -143,18 +146,18 @@ class Archive:
         """Store a candidate. When the run already holds the same normalized source, the new program
         records it in `duplicate_of`: use find_cached_result() to reuse that evaluation."""
         run_id = _id(run)
-        _check_text("program source", source, allow_empty=False)
+        checked_text("program source", source, allow_empty=False)
         if generation < 0 or island < 0:
             raise ArchiveError(
                 f"generation and island must be >= 0, got generation={generation}, island={island}"
             )
-        metadata = _checked_json("program metadata", metadata or {})
+        metadata = checked_json("program metadata", metadata or {})
         inspiration_ids = [int(i) for i in inspiration_ids]
         digest = normalized_hash(source)
         with self._write() as conn:
-            self._check_run_exists(conn, run_id)
-            self._check_same_run(conn, run_id, [parent_id] if parent_id is not None else [], "parent")
-            self._check_same_run(conn, run_id, inspiration_ids, "inspiration")
+            check_run_exists(conn, run_id, self.where)
+            check_same_run(conn, run_id, self.where, [parent_id] if parent_id is not None else [], "parent")
+            check_same_run(conn, run_id, self.where, inspiration_ids, "inspiration")
             duplicate_of = conn.execute(
                 select(func.min(programs.c.id)).where(
                     programs.c.run_id == run_id, programs.c.normalized_hash == digest
@@ -172,7 +175,7 @@ class Archive:
                     generation=generation,
                     island=island,
                     metadata=metadata,
-                    created_at=_now(),
+                    created_at=now(),
                 )
             ).inserted_primary_key[0]
             if inspiration_ids:
@@ -183,7 +186,7 @@ class Archive:
                         for position, inspiration in enumerate(inspiration_ids)
                     ],
                 )
-            conn.execute(update(runs).where(runs.c.id == run_id).values(updated_at=_now()))
+            conn.execute(update(runs).where(runs.c.id == run_id).values(updated_at=now()))
         return self.get_program(program_id)
 
     def get_program(self, program: Program | int) -> Program:
@@ -244,7 +247,7 @@ class Archive:
                     result=result_json(result),
                     backend=backend,
                     device=result.environment.device,
-                    created_at=_now(),
+                    created_at=now(),
                 )
             ).inserted_primary_key[0]
         return self._evaluation_by_id(evaluation_id)
@@ -305,7 +308,7 @@ class Archive:
             .limit(1)
         )
         if reference_source is not None:
-            query = query.where(runs.c.reference_hash == _sha256(reference_source))
+            query = query.where(runs.c.reference_hash == sha256(reference_source))
         if device is not None:
             query = query.where(evaluations.c.device == device)
         with self._read() as conn:
@@ -329,9 +332,9 @@ class Archive:
     ) -> LlmCall:
         run_id = _id(run)
         with self._write() as conn:
-            self._check_run_exists(conn, run_id)
+            check_run_exists(conn, run_id, self.where)
             if program is not None:
-                self._check_same_run(conn, run_id, [_id(program)], "program")
+                check_same_run(conn, run_id, self.where, [_id(program)], "program")
             call_id = conn.execute(
                 insert(llm_calls).values(
                     run_id=run_id,
@@ -345,7 +348,7 @@ class Archive:
                     cost=cost,
                     latency_s=latency_s,
                     error=error.replace("\x00", "\ufffd") if error is not None else None,
-                    created_at=_now(),
+                    created_at=now(),
                 )
             ).inserted_primary_key[0]
             row = conn.execute(select(llm_calls).where(llm_calls.c.id == call_id)).one()
@@ -411,26 +414,6 @@ class Archive:
         except DBAPIError as exc:
             raise ArchiveError(f"reading the archive at {self.where} failed: {exc.orig}") from exc
 
-    def _check_run_exists(self, conn: Connection, run_id: int) -> None:
-        if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
-            raise ArchiveError(f"no run {run_id} in the archive at {self.where}")
-
-    def _check_same_run(self, conn: Connection, run_id: int, program_ids: list[int], role: str) -> None:
-        if not program_ids:
-            return
-        found = dict(
-            conn.execute(select(programs.c.id, programs.c.run_id).where(programs.c.id.in_(program_ids))).all()
-        )
-        for program_id in program_ids:
-            if program_id not in found:
-                raise ArchiveError(
-                    f"{role} program {program_id} does not exist in the archive at {self.where}"
-                )
-            if found[program_id] != run_id:
-                raise ArchiveError(
-                    f"{role} program {program_id} belongs to run {found[program_id]}, not run {run_id}"
-                )
-
     def _evaluation_by_id(self, evaluation_id: int) -> Evaluation:
         with self._read() as conn:
             return evaluation_record(
@@ -440,32 +423,3 @@ class Archive:
 
 def _id(thing: Any) -> int:
     return int(thing if isinstance(thing, int) else thing.id)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _check_text(what: str, text: str, *, allow_empty: bool) -> None:
-    if not isinstance(text, str):
-        raise ArchiveError(f"{what} must be a string, got {type(text).__name__}")
-    if not allow_empty and not text.strip():
-        raise ArchiveError(f"{what} is empty")
-    if "\x00" in text:
-        raise ArchiveError(
-            f"{what} contains a NUL character (offset {text.index(chr(0))}); it cannot be Python source"
-        )
-
-
-def _checked_json(what: str, value: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ArchiveError(f"{what} must be a dict, got {type(value).__name__}")
-    try:
-        # allow_nan=False: PostgreSQL's json type refuses NaN and Infinity
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ArchiveError(f"{what} cannot be stored as JSON: {exc}") from None
