@@ -12,7 +12,8 @@
     choice = policy.select()                 # Selection(mode, parent, inspirations, island)
     child = db.add_program(run, new_source, parent_id=choice.parent.program_id,
                            inspiration_ids=[c.program_id for c in choice.inspirations],
-                           operator="rewrite", model="...", generation=1, island=choice.island)
+                           operator="rewrite", model="...",
+                           generation=choice.parent.generation + 1, island=choice.island)
     evaluation = db.add_evaluation(child, result)
     policy.observe(child, evaluation)
     db.add_llm_call(run, model="...", prompt=..., response=..., program=child, prompt_tokens=...)

@@ -73,6 +73,7 @@ class Candidate:
     parent_id: int | None
     fitness: Fitness
     descriptor: Descriptor
+    generation: int = 0
     evaluation_id: int | None = None
     message: str = ""  # the evaluation's message: what a fix prompt shows for a failure
 
@@ -85,6 +86,7 @@ class Candidate:
             parent_id=program.parent_id,
             fitness=Fitness(evaluation.status, evaluation.stage, evaluation.speedup),
             descriptor=describe(program.source),
+            generation=program.generation,
             evaluation_id=evaluation.id,
             message=evaluation.result.message,
         )

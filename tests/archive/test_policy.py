@@ -312,6 +312,9 @@ def test_a_resumed_run_rebuilds_the_policy_and_makes_the_same_choices(tmp_path, 
         step(live.select(), index, live)
     resumed = Policy.from_archive(db, run.id, config)
     assert resumed.candidates == live.candidates and resumed.cells() == live.cells()
+    assert [(c.program_id, c.generation) for c in resumed.candidates] == sorted(
+        (p.id, p.generation) for p, _ in db.evaluated_programs(run)
+    )
     assert [resumed.island_members(i) for i in range(2)] == [live.island_members(i) for i in range(2)]
     # from here the two make identical choices, step after step
     for index in range(12, 20):
