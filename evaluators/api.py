@@ -1,0 +1,90 @@
+"""The REST API's wire models: what the evaluator service answers and its clients read.
+
+Requests are `protocol.EvalRequest`; these wrap a job around its `EvalResult`. No torch here:
+clients import this module alone.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluators.protocol import EvalResult, Status
+
+API_PREFIX = "/v1"
+TOKEN_ENV = "KERNELSMITH_EVALUATOR_TOKEN"
+
+
+class JobState(str, Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    cancelled = "cancelled"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # newer servers may add fields; old clients read on
+
+
+class JobView(_Wire):
+    """One evaluation job. `result` is set once `state` is `done`."""
+
+    id: str
+    state: JobState
+    task_name: str
+    backend: str = Field(..., description="the backend the job was routed to")
+    request_digest: str
+    deduplicated: bool = Field(False, description="this submission joined an earlier identical one")
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    slot: str | None = None
+    queue_position: int | None = None
+    status: Status | None = Field(None, description="the result's status, once done")
+    result: EvalResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (JobState.done, JobState.cancelled)
+
+
+class JobList(_Wire):
+    evaluations: list[JobView]
+
+
+class Capacity(_Wire):
+    slots: int
+    busy: int
+    queued: int
+    free: int
+
+
+class ServiceInfo(_Wire):
+    service: str = "kernelsmith-evaluator"
+    protocol_version: str
+    versions: dict[str, str]
+    backends: list[str]
+    devices: list[dict[str, Any]]
+    workers: list[dict[str, Any]]
+    warm: dict[str, Any]
+    queue_depth: int
+    max_queue: int | None
+    capacity: dict[str, Capacity]
+    limits: dict[str, Any]
+    uptime_s: float
+
+    def lane(self, backend: str = "auto") -> Capacity | None:
+        """The capacity that requests for `backend` draw on (`auto` goes to a GPU when there is one)."""
+        if backend == "auto":
+            gpu = [name for name in self.capacity if name != "triton-interpret"]
+            backend = gpu[0] if gpu else "triton-interpret"
+        return self.capacity.get(backend)
+
+
+class ErrorBody(_Wire):
+    """Every 4xx and 5xx answer: a machine-readable code and a message saying what was wrong."""
+
+    error: str
+    message: str
