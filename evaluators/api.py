@@ -1,7 +1,7 @@
-"""The REST API's wire models: what the evaluator service answers and its clients read.
+"""The REST API's wire models (what the service answers, clients read) and the errors callers see.
 
-Requests are `protocol.EvalRequest`; these wrap a job around its `EvalResult`. No torch here:
-clients import this module alone.
+Requests are `protocol.EvalRequest`; these wrap a job around its `EvalResult`. No torch and no
+HTTP library here: remote clients and the in-process LocalEvaluator share this module.
 """
 
 from __future__ import annotations
@@ -88,3 +88,27 @@ class ErrorBody(_Wire):
 
     error: str
     message: str
+
+
+class EvaluatorError(Exception):
+    """Base of everything a client raises."""
+
+
+class EvaluatorUnavailable(EvaluatorError):
+    """The service did not answer (connection refused or reset, 5xx) after every retry."""
+
+
+class EvaluationRefused(EvaluatorError):
+    """The service refused the request itself (4xx); sending it again will not help."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class EvaluationCancelled(EvaluatorError):
+    """Someone cancelled the evaluation on the service before it finished."""
+
+
+class EvaluationTimeout(EvaluatorError):
+    """No result within the caller's timeout (the job may still finish on the service)."""

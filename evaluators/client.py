@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from evaluators.api import API_PREFIX, TOKEN_ENV, JobState, JobView, ServiceInfo
+from evaluators.api import (
+    API_PREFIX,
+    TOKEN_ENV,
+    EvaluationCancelled,
+    EvaluationRefused,
+    EvaluationTimeout,
+    EvaluatorError,
+    EvaluatorUnavailable,
+    JobState,
+    JobView,
+    ServiceInfo,
+)
 from evaluators.protocol import EvalRequest, EvalResult, Status
 
 if TYPE_CHECKING:
@@ -26,30 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorClient", "EvaluatorError", "EvaluatorPool",
            "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused", "EvaluationTimeout",
            "LocalEvaluator", "open_evaluator"]
-
-
-class EvaluatorError(Exception):
-    """Base of everything a client raises."""
-
-
-class EvaluatorUnavailable(EvaluatorError):
-    """The service did not answer (connection refused or reset, 5xx) after every retry."""
-
-
-class EvaluationRefused(EvaluatorError):
-    """The service refused the request itself (4xx); sending it again will not help."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
-
-
-class EvaluationCancelled(EvaluatorError):
-    """Someone cancelled the evaluation on the service before it finished."""
-
-
-class EvaluationTimeout(EvaluatorError):
-    """No result within the caller's timeout (the job may still finish on the service)."""
 
 
 class Evaluator(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from evaluators.client import EvaluationCancelled, EvaluationRefused, EvaluationTimeout
+from evaluators.api import EvaluationCancelled, EvaluationRefused, EvaluationTimeout
 from evaluators.protocol import EvalRequest, EvalResult, Status
 from evaluators.sandbox import ProcessSandbox
 from evaluators.scheduler import Scheduler, SchedulerConfig, Unacceptable

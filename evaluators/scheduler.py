@@ -13,7 +13,7 @@ import math
 import secrets
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from evaluators.api import JobState
 from evaluators.backends import BackendSpec, cuda_available, resolve
 from evaluators.judge import Judge
 from evaluators.loading import TaskError, check_reference_source
+from evaluators.metrics import Tally
 from evaluators.protocol import Backend, EvalRequest, EvalResult, Stage, Status
 from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
 from evaluators.warm import WarmPool
@@ -62,33 +63,6 @@ class Job:
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
 
-@dataclass
-class Histogram:
-    bounds: tuple[float, ...] = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, value: float) -> None:
-        if not self.counts:
-            self.counts = [0] * len(self.bounds)
-        for index, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[index] += 1
-        self.total += value
-        self.count += 1
-
-
-@dataclass
-class Tally:
-    """What /metrics reports."""
-
-    evaluations: Counter[str] = field(default_factory=Counter)  # by result status, plus "cancelled"
-    submissions: Counter[str] = field(default_factory=Counter)  # accepted, deduplicated, queue_full, refused
-    duration: Histogram = field(default_factory=Histogram)  # a slot's time on one evaluation
-    latency: Histogram = field(default_factory=Histogram)  # submit to result
-
-
 class Slot:
     """One place an evaluation runs: a device (or a CPU share), its Judge and its thread."""
 
@@ -123,6 +97,12 @@ class Slot:
 
     def evaluate(self, request: EvalRequest) -> EvalResult:
         try:
+            if self.spec.device_index is not None:
+                # the current CUDA device is per thread: the judge's events and synchronizes
+                # (reference timing) must land on this slot's GPU, not on GPU 0
+                import torch
+
+                torch.cuda.set_device(self.spec.device_index)
             return self.judge.evaluate(request)
         except Exception as error:  # a harness bug must not take the slot down
             return EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued,

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from evaluators.api import API_PREFIX, ErrorBody, JobList, JobState, JobView, ServiceInfo
+from evaluators.metrics import render_metrics
 from evaluators.protocol import PROTOCOL_VERSION, EvalRequest
 from evaluators.scheduler import Job, QueueFull, Scheduler, SchedulerConfig, Unacceptable
 
@@ -281,42 +282,6 @@ class _Guard:
                               f"at most {self.max_body_bytes} bytes")
 
 
-def render_metrics(scheduler: Scheduler) -> str:
-    """Queue depth, busy slots, evaluations by status and latency histograms, Prometheus text format."""
-    lines: list[str] = []
-
-    def family(name: str, kind: str, help_text: str) -> None:
-        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-
-    capacity = scheduler.capacity()
-    family("kernelsmith_queue_depth", "gauge", "Evaluations waiting for a slot.")
-    lines += [f'kernelsmith_queue_depth{{backend="{b}"}} {c["queued"]}' for b, c in capacity.items()]
-    family("kernelsmith_slots", "gauge", "Worker slots, by backend and state.")
-    for backend, c in capacity.items():
-        lines += [f'kernelsmith_slots{{backend="{backend}",state="busy"}} {c["busy"]}',
-                  f'kernelsmith_slots{{backend="{backend}",state="idle"}} {c["slots"] - c["busy"]}']
-    family("kernelsmith_evaluations_total", "counter", "Finished evaluations, by result status (or cancelled).")
-    for status, count in sorted(scheduler.tally.evaluations.items()):
-        lines.append(f'kernelsmith_evaluations_total{{status="{status}"}} {count}')
-    family("kernelsmith_submissions_total", "counter", "Submissions, by outcome.")
-    for outcome, count in sorted(scheduler.tally.submissions.items()):
-        lines.append(f'kernelsmith_submissions_total{{outcome="{outcome}"}} {count}')
-    if scheduler.warm is not None:
-        family("kernelsmith_warm_workers_total", "counter", "Warm pool: workers handed out pre-started or cold.")
-        lines += [f'kernelsmith_warm_workers_total{{outcome="hit"}} {scheduler.warm.stats.hits}',
-                  f'kernelsmith_warm_workers_total{{outcome="miss"}} {scheduler.warm.stats.misses}']
-    for name, histogram, help_text in (
-        ("kernelsmith_evaluation_seconds", scheduler.tally.duration, "Time a slot spent on one evaluation."),
-        ("kernelsmith_latency_seconds", scheduler.tally.latency, "Time from submission to result."),
-    ):
-        family(name, "histogram", help_text)
-        counts = histogram.counts or [0] * len(histogram.bounds)
-        lines += [f'{name}_bucket{{le="{bound:g}"}} {count}' for bound, count in zip(histogram.bounds, counts, strict=True)]
-        lines += [f'{name}_bucket{{le="+Inf"}} {histogram.count}', f"{name}_sum {histogram.total:.6f}",
-                  f"{name}_count {histogram.count}"]
-    return "\n".join(lines) + "\n"
-
-
 def _static_info(scheduler: Scheduler) -> dict[str, Any]:
     from importlib import metadata
 
@@ -387,18 +352,20 @@ def serve(settings: ServiceSettings, announce: Any = print) -> None:
 
     check_binding(settings.host, settings.token)
     settings.check()
-    try:
-        scheduler = Scheduler(settings.scheduler_config())
-    except Unacceptable as error:
-        raise ServiceConfigError(str(error)) from None
-    app = create_app(settings, scheduler)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.host, settings.port))
     except OSError as error:
+        sock.close()
         raise ServiceConfigError(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
+    try:
+        scheduler = Scheduler(settings.scheduler_config())  # warm workers start here
+    except Unacceptable as error:
+        sock.close()
+        raise ServiceConfigError(str(error)) from None
+    app = create_app(settings, scheduler)
     sock.listen(1024)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host

@@ -198,3 +198,13 @@ def _evaluations(server) -> int:
         if line.startswith("kernelsmith_evaluations_total{") and 'status="cancelled"' not in line:
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
+
+
+def test_a_gpu_worker_sees_the_gpu_its_judge_uses(monkeypatch):
+    from evaluators.backends import BackendSpec
+    from evaluators.protocol import Backend
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the service was given GPUs 2 and 3
+    assert BackendSpec(Backend.triton_nvidia, 1).worker_env()["CUDA_VISIBLE_DEVICES"] == "3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert BackendSpec(Backend.triton_nvidia, 1).worker_env()["CUDA_VISIBLE_DEVICES"] == "1"
