@@ -23,6 +23,7 @@ class LocalEvaluator:
         self.scheduler = Scheduler(config, sandbox=sandbox)
         self.infra_retries = infra_retries
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     async def __aenter__(self) -> LocalEvaluator:
         await self._start()
@@ -58,13 +59,18 @@ class LocalEvaluator:
             return job.result
 
     async def aclose(self) -> None:
+        """Ends running evaluations and warm workers; the evaluator cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
         if self._loop is not None:
             await self.scheduler.stop()
-            self._loop = None
         elif self.scheduler.warm is not None:
             self.scheduler.warm.close()
 
     async def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError("this LocalEvaluator was closed; make a new one")
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop

@@ -109,6 +109,10 @@ def create_app(settings: ServiceSettings, scheduler: Scheduler | None = None) ->
                                   f"(at character {detail['loc'][-1]})")
         return error_response(422, "invalid_request", "the request is invalid: " + describe_problems(problems))
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        return error_response(500, "internal_error", f"the evaluator failed: {type(error).__name__}: {error}")
+
     @app.post(f"{API_PREFIX}/evaluations", status_code=202, response_model=JobView, tags=["evaluations"],
               responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 413: {"model": ErrorBody},
                          422: {"model": ErrorBody}, 429: {"model": ErrorBody}})
@@ -142,10 +146,10 @@ def create_app(settings: ServiceSettings, scheduler: Scheduler | None = None) ->
 
     @app.get(f"{API_PREFIX}/evaluations/{{job_id}}/wait", response_model=JobView, tags=["evaluations"],
              responses={404: {"model": ErrorBody}})
-    async def wait(job_id: str, timeout: float = Query(30.0, ge=0, le=settings.max_wait_s,
-                                                        description="seconds to hold the request open")) -> JobView:
+    async def wait(job_id: str, timeout: float = Query(30.0, ge=0, description="seconds to hold the request "
+                                                        f"open, at most {settings.max_wait_s:g}")) -> JobView:
         """Long poll: answers when the job finishes or after `timeout` seconds, whichever comes first."""
-        job = await scheduler.wait(_job(scheduler, job_id), timeout)
+        job = await scheduler.wait(_job(scheduler, job_id), min(timeout, settings.max_wait_s))
         return job_view(scheduler, job)
 
     @app.delete(f"{API_PREFIX}/evaluations/{{job_id}}", response_model=JobView, tags=["evaluations"],
