@@ -97,12 +97,6 @@ class Slot:
 
     def evaluate(self, request: EvalRequest) -> EvalResult:
         try:
-            if self.spec.device_index is not None:
-                # the current CUDA device is per thread: the judge's events and synchronizes
-                # (reference timing) must land on this slot's GPU, not on GPU 0
-                import torch
-
-                torch.cuda.set_device(self.spec.device_index)
             return self.judge.evaluate(request)
         except Exception as error:  # a harness bug must not take the slot down
             return EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued,

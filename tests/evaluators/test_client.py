@@ -20,6 +20,7 @@ from evaluators.client import (
     RetryPolicy,
 )
 from evaluators.protocol import Status
+from tests.evaluators.servers import BROKEN_REFERENCE, FAILING_REFERENCE, RELU_CANDIDATE, TOKEN, relu_request
 
 
 @pytest.fixture(scope="module")
@@ -27,26 +28,26 @@ def server(servers):
     return servers("--cpu-workers", "1")
 
 
-def test_sync_client_evaluates_and_reports_verdicts(server, make_request, sources):
-    with EvaluatorClient(server.url, token=sources.token) as client:
+def test_sync_client_evaluates_and_reports_verdicts(server):
+    with EvaluatorClient(server.url, token=TOKEN) as client:
         assert client.health()
         assert client.info().lane("auto").slots == 1
-        assert client.evaluate(make_request("sync")).status == Status.ok
+        assert client.evaluate(relu_request("sync")).status == Status.ok
 
-        broken = client.evaluate(make_request("syntax", candidate=sources.relu_candidate + "\ndef oops(:\n"))
+        broken = client.evaluate(relu_request("syntax", candidate=RELU_CANDIDATE + "\ndef oops(:\n"))
         assert broken.status == Status.compile_error and "syntax" in broken.message
 
         with pytest.raises(EvaluationRefused) as refused:
-            client.evaluate(make_request(reference="import torch\nclass Model: pass\n"))
+            client.evaluate(relu_request(reference=BROKEN_REFERENCE))
         assert refused.value.status == 422 and "get_inputs" in refused.value.message
 
     with EvaluatorClient(server.url, token="a-wrong-token-of-some-length") as stranger:
         with pytest.raises(EvaluationRefused) as refused:
-            stranger.evaluate(make_request("sync"))
+            stranger.evaluate(relu_request("sync"))
         assert refused.value.status == 401
 
 
-def test_infra_errors_are_resubmitted_then_answered(server, make_request, sources):
+def test_infra_errors_are_resubmitted_then_answered(server):
     def infra_errors() -> int:
         metrics = httpx.get(f"{server.url}/metrics", headers=server.headers()).text
         line = next((x for x in metrics.splitlines() if 'status="infra_error"' in x), "x 0")
@@ -55,43 +56,43 @@ def test_infra_errors_are_resubmitted_then_answered(server, make_request, source
     before = infra_errors()
 
     async def run():
-        async with AsyncEvaluatorClient(server.url, token=sources.token,
+        async with AsyncEvaluatorClient(server.url, token=TOKEN,
                                         retry=RetryPolicy(infra_retries=2, backoff_s=0.01)) as client:
-            return await client.evaluate(make_request("infra", reference=sources.failing_reference))
+            return await client.evaluate(relu_request("infra", reference=FAILING_REFERENCE))
 
     result = asyncio.run(run())
     assert result.status == Status.infra_error and "broken task" in result.message
     assert infra_errors() - before == 3  # the first try and two resubmissions, none deduplicated
 
 
-def test_client_retries_until_the_service_answers(servers, make_request, sources):
+def test_client_retries_until_the_service_answers(servers):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
 
-    with EvaluatorClient(url, token=sources.token, retry=RetryPolicy(attempts=2, backoff_s=0.05)) as client:
+    with EvaluatorClient(url, token=TOKEN, retry=RetryPolicy(attempts=2, backoff_s=0.05)) as client:
         started = time.monotonic()
         with pytest.raises(EvaluatorUnavailable, match="after 2 tries"):
-            client.evaluate(make_request("nobody"))
+            client.evaluate(relu_request("nobody"))
         assert time.monotonic() - started < 5
 
     starter = threading.Timer(0.5, lambda: servers("--cpu-workers", "1", "--port", str(port)))
     starter.start()
     patient = RetryPolicy(attempts=200, backoff_s=0.1, max_backoff_s=0.2)
     try:
-        with EvaluatorClient(url, token=sources.token, retry=patient) as client:
-            assert client.evaluate(make_request("late")).status == Status.ok
+        with EvaluatorClient(url, token=TOKEN, retry=patient) as client:
+            assert client.evaluate(relu_request("late")).status == Status.ok
     finally:
         starter.join()
 
 
-def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers, make_request, sources):
+def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers):
     doomed = servers("--cpu-workers", "1")
-    requests = [make_request(f"failover-{n}") for n in range(4)]
+    requests = [relu_request(f"failover-{n}") for n in range(4)]
 
     async def run():
-        async with EvaluatorPool([doomed.url, server.url], token=sources.token, down_s=60) as pool:
+        async with EvaluatorPool([doomed.url, server.url], token=TOKEN, down_s=60) as pool:
             assert await pool.capacity() == 2
 
             async def kill_when_busy():
@@ -114,24 +115,24 @@ def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers
     assert {request.digest() for request in requests} <= digests  # every one ended on the survivor
 
 
-def test_pool_refuses_what_no_evaluator_can_do(server, make_request, sources):
+def test_pool_refuses_what_no_evaluator_can_do(server):
     async def run(pool, request):
         async with pool:
             return await pool.evaluate(request)
 
     with pytest.raises(EvaluationRefused, match="no evaluator in the pool serves backend 'triton-nvidia'"):
-        asyncio.run(run(EvaluatorPool([server.url], token=sources.token), make_request(backend="triton-nvidia")))
+        asyncio.run(run(EvaluatorPool([server.url], token=TOKEN), relu_request(backend="triton-nvidia")))
     with pytest.raises(EvaluationRefused, match="the bearer token is wrong"):
-        asyncio.run(run(EvaluatorPool([server.url], token="a-wrong-token-of-some-length"), make_request("x")))
+        asyncio.run(run(EvaluatorPool([server.url], token="a-wrong-token-of-some-length"), relu_request("x")))
 
 
-def test_local_evaluator_needs_no_http_and_uses_its_warm_pool(make_request, sources):
+def test_local_evaluator_needs_no_http_and_uses_its_warm_pool():
     async def run():
         async with LocalEvaluator(cpu_workers=1, warm=1) as local:
             assert await local.capacity() == 1
-            results = [await local.evaluate(make_request(f"local-{n}")) for n in range(2)]
+            results = [await local.evaluate(relu_request(f"local-{n}")) for n in range(2)]
             with pytest.raises(EvaluationRefused, match="get_inputs"):
-                await local.evaluate(make_request(reference="import torch\nclass Model: pass\n"))
+                await local.evaluate(relu_request(reference=BROKEN_REFERENCE))
             return results, local.scheduler.warm.stats
 
     results, stats = asyncio.run(run())

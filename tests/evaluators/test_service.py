@@ -7,12 +7,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.evaluators.servers import RELU_CANDIDATE, RELU_REFERENCE, REPO, SLOW_CANDIDATE, relu_request
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def _tiny_request():
     return EvalRequest(task_name="t", reference_source="x = 1", candidate_source="y = 2")
 
 
-def test_bad_requests_are_answered_with_what_was_wrong(server, make_request, sources):
+def test_bad_requests_are_answered_with_what_was_wrong(server):
     headers = {"Content-Type": "application/json", **server.headers()}
     url = f"{server.url}/v1/evaluations"
 
@@ -74,7 +73,7 @@ def test_bad_requests_are_answered_with_what_was_wrong(server, make_request, sou
     assert malformed.status_code == 400
     assert malformed.json()["error"] == "malformed_json" and "not valid JSON" in malformed.json()["message"]
 
-    body = json.loads(make_request().model_dump_json())
+    body = json.loads(relu_request().model_dump_json())
     del body["candidate_source"]
     body["correctness"]["trials"] = 0
     invalid = httpx.post(url, json=body, headers=server.headers())
@@ -82,7 +81,7 @@ def test_bad_requests_are_answered_with_what_was_wrong(server, make_request, sou
     message = invalid.json()["message"]
     assert "candidate_source: Field required" in message and "correctness.trials" in message
 
-    body = json.loads(make_request().model_dump_json())
+    body = json.loads(relu_request().model_dump_json())
     body["protocol_version"] = "99"
     assert "protocol version '99' is not supported" in httpx.post(url, json=body, headers=server.headers()).text
 
@@ -93,16 +92,16 @@ def test_bad_requests_are_answered_with_what_was_wrong(server, make_request, sou
     chunked = httpx.post(url, content=iter([b"{", b" " * 150_000, b" " * 150_000, b"}"]), headers=headers)
     assert chunked.status_code == 413
 
-    big_source = make_request(candidate=sources.relu_candidate + "#" * 60_000)
+    big_source = relu_request(candidate=RELU_CANDIDATE + "#" * 60_000)
     too_big = submit(server, big_source)
     assert too_big.status_code == 413
     assert too_big.json()["message"].startswith("candidate_source is ")
 
-    broken = submit(server, make_request(reference=sources.relu_reference.replace("def get_inputs", "def inputs")))
+    broken = submit(server, relu_request(reference=RELU_REFERENCE.replace("def get_inputs", "def inputs")))
     assert broken.status_code == 422
     assert "reference_source" in broken.json()["message"] and "get_inputs" in broken.json()["message"]
 
-    gpu = submit(server, make_request(backend="triton-nvidia"))
+    gpu = submit(server, relu_request(backend="triton-nvidia"))
     assert gpu.status_code == 422
     assert "'triton-nvidia' is not served here" in gpu.json()["message"]
 
@@ -113,9 +112,9 @@ def test_bad_requests_are_answered_with_what_was_wrong(server, make_request, sou
     assert get(server, "/v2/nothing").json()["error"] == "not_found"
 
 
-def test_the_same_request_is_evaluated_once(server, make_request):
+def test_the_same_request_is_evaluated_once(server):
     before = _evaluations(server)
-    request = make_request("idempotent")
+    request = relu_request("idempotent")
     first = submit(server, request)
     second = submit(server, request)
     assert first.status_code == second.status_code == 202
@@ -142,14 +141,14 @@ def test_the_same_request_is_evaluated_once(server, make_request):
     assert 'kernelsmith_latency_seconds_bucket{le="+Inf"}' in metrics
 
 
-def test_a_full_queue_answers_429_and_cancel_frees_the_slot(server, make_request, sources):
-    running = submit(server, make_request("slow-a", candidate=sources.slow_candidate)).json()
+def test_a_full_queue_answers_429_and_cancel_frees_the_slot(server):
+    running = submit(server, relu_request("slow-a", candidate=SLOW_CANDIDATE)).json()
     wait_until(lambda: get(server, f"/v1/evaluations/{running['id']}").json()["state"] == "running")
-    queued = [submit(server, make_request(f"slow-{n}", candidate=sources.slow_candidate)).json() for n in "bc"]
+    queued = [submit(server, relu_request(f"slow-{n}", candidate=SLOW_CANDIDATE)).json() for n in "bc"]
     assert [job["state"] for job in queued] == ["queued", "queued"]
     assert [job["queue_position"] for job in queued] == [0, 1]
 
-    full = submit(server, make_request("slow-d", candidate=sources.slow_candidate))
+    full = submit(server, relu_request("slow-d", candidate=SLOW_CANDIDATE))
     assert full.status_code == 429
     assert int(full.headers["Retry-After"]) >= 1
     assert full.json()["error"] == "queue_full" and "2 waiting for 1 slot" in full.json()["message"]
@@ -170,13 +169,13 @@ def test_a_full_queue_answers_429_and_cancel_frees_the_slot(server, make_request
     wait_until(lambda: get(server, "/v1/info").json()["capacity"]["triton-interpret"]["busy"] == 0, 20)
 
     # a cancelled request submitted again is evaluated afresh
-    again = submit(server, make_request("slow-a", candidate=sources.slow_candidate)).json()
+    again = submit(server, relu_request("slow-a", candidate=SLOW_CANDIDATE)).json()
     assert again["id"] != running["id"] and again["state"] in ("queued", "running")
     cancel(server, again["id"])
 
 
-def test_cancelling_a_finished_evaluation_is_a_conflict(server, make_request):
-    job = submit(server, make_request("finished")).json()
+def test_cancelling_a_finished_evaluation_is_a_conflict(server):
+    job = submit(server, relu_request("finished")).json()
     assert get(server, f"/v1/evaluations/{job['id']}/wait", timeout=60).json()["state"] == "done"
     conflict = cancel(server, job["id"])
     assert conflict.status_code == 409 and "already finished" in conflict.json()["message"]
@@ -210,16 +209,16 @@ def test_a_gpu_worker_sees_the_gpu_its_judge_uses(monkeypatch):
     assert BackendSpec(Backend.triton_nvidia, 1).worker_env()["CUDA_VISIBLE_DEVICES"] == "1"
 
 
-def test_finished_results_are_forgotten_after_their_time(make_request):
+def test_finished_results_are_forgotten_after_their_time():
     from evaluators.scheduler import Scheduler, SchedulerConfig
 
     scheduler = Scheduler(SchedulerConfig(cpu_workers=1, result_ttl_s=60, max_kept=2))
-    jobs = [scheduler.submit(make_request(f"ttl-{n}"))[0] for n in range(4)]
+    jobs = [scheduler.submit(relu_request(f"ttl-{n}"))[0] for n in range(4)]
     for job in jobs:
         scheduler.cancel(job)  # finished, as far as retention goes
     scheduler.sweep(now=jobs[0].finished_at + 1)
     assert [scheduler.get(job.id) for job in jobs] == [None, None, jobs[2], jobs[3]]  # only max_kept stay
     scheduler.sweep(now=jobs[3].finished_at + 61)
     assert scheduler.jobs == {} and scheduler.by_digest == {}
-    again, deduplicated = scheduler.submit(make_request("ttl-3"))
+    again, deduplicated = scheduler.submit(relu_request("ttl-3"))
     assert not deduplicated and again.id != jobs[3].id

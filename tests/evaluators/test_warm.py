@@ -12,6 +12,7 @@ from evaluators.judge import Judge
 from evaluators.protocol import Backend, Status
 from evaluators.sandbox import Limits
 from evaluators.warm import WarmPool, cpu_seconds
+from tests.evaluators.servers import relu_request
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def cpu_limit(pid: int) -> int:
     return int(line.split()[3])
 
 
-def test_a_judge_gets_a_started_worker_held_to_the_request_limits(pool, spec, ready, make_request):
+def test_a_judge_gets_a_started_worker_held_to_the_request_limits(pool, spec, ready):
     assert ready.alive()
     handle = pool.acquire(spec, Limits(cpu_s=100))
     try:
@@ -55,7 +56,7 @@ def test_a_judge_gets_a_started_worker_held_to_the_request_limits(pool, spec, re
     assert pool.wait_ready(spec, 1, timeout_s=60)
     judge = Judge(spec, workers=pool)
     given = pool._shelves[spec].ready[0]
-    result = judge.evaluate(make_request("warm"))
+    result = judge.evaluate(relu_request("warm"))
     assert result.status == Status.ok, result.message
     assert pool.stats.hits == 2
     given.process.wait(timeout=10)  # one candidate per worker: it is gone after its evaluation
