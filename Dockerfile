@@ -33,6 +33,8 @@ RUN if [ -n "$TORCH_SPEC" ]; then pip install $TORCH_SPEC; fi
 COPY pyproject.toml README.md ./
 COPY evaluators ./evaluators
 COPY kernelsmith ./kernelsmith
+COPY archive ./archive
+COPY prompts ./prompts
 RUN pip install . && python -c "import evaluators.service, torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 
 EXPOSE 8470
