@@ -106,6 +106,18 @@ class EvaluationRefused(EvaluatorError):
         self.status, self.code, self.message = status, code, message
 
 
+class EvaluatorBusy(EvaluatorError):
+    """The service's queue is full (429); `evaluate` waits this out, `submit` raises it."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class EvaluationUnknown(EvaluatorError):
+    """The service does not know this evaluation (it restarted, or the result expired)."""
+
+
 class EvaluationCancelled(EvaluatorError):
     """Someone cancelled the evaluation on the service before it finished."""
 

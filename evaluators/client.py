@@ -22,6 +22,8 @@ from evaluators.api import (
     EvaluationCancelled,
     EvaluationRefused,
     EvaluationTimeout,
+    EvaluationUnknown,
+    EvaluatorBusy,
     EvaluatorError,
     EvaluatorUnavailable,
     JobState,
@@ -34,9 +36,9 @@ if TYPE_CHECKING:
     from evaluators.local import LocalEvaluator
     from evaluators.pool import EvaluatorPool
 
-__all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorClient", "EvaluatorError", "EvaluatorPool",
-           "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused", "EvaluationTimeout",
-           "LocalEvaluator", "open_evaluator"]
+__all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorBusy", "EvaluatorClient", "EvaluatorError",
+           "EvaluatorPool", "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused",
+           "EvaluationTimeout", "EvaluationUnknown", "LocalEvaluator", "RetryPolicy", "open_evaluator"]
 
 
 class Evaluator(Protocol):
@@ -77,9 +79,9 @@ def _raise_for_error(response: httpx.Response) -> None:
     if response.status_code >= 500:
         raise _ServerTrouble(f"{response.status_code} {code}: {message}")
     if response.status_code == 429:
-        raise _Busy(message, _retry_after(response))
+        raise EvaluatorBusy(message, _retry_after(response))
     if response.status_code == 404 and code == "unknown_evaluation":
-        raise _Forgotten(message)
+        raise EvaluationUnknown(message)
     raise EvaluationRefused(response.status_code, code, message)
 
 
@@ -92,16 +94,6 @@ def _retry_after(response: httpx.Response) -> float:
 
 class _ServerTrouble(Exception):
     """A 5xx: retried like a connection error."""
-
-
-class _Busy(Exception):
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class _Forgotten(Exception):
-    """The service no longer knows the job (restarted, or the result expired): submit again."""
 
 
 _RETRIED = (httpx.TransportError, _ServerTrouble)
@@ -189,8 +181,8 @@ class EvaluatorClient:
                         raise EvaluationTimeout(f"no result for {request.task_name} within {timeout_s:g} s "
                                                 f"(job {job.id} on {self.base_url})")
                     job = self.wait(job.id, remaining)
-            except _Forgotten:
-                continue  # the service restarted or dropped it: submit again
+            except EvaluationUnknown:
+                continue  # the service restarted or forgot it: submit again
             result = _outcome(job, request)
             if result.status == Status.infra_error and infra_left > 0:
                 infra_left -= 1
@@ -203,7 +195,7 @@ class EvaluatorClient:
         while True:
             try:
                 return self.submit(request)
-            except _Busy as busy:
+            except EvaluatorBusy as busy:
                 pause = busy.retry_after_s
                 if time.monotonic() + pause > give_up:
                     raise EvaluationTimeout(f"{self.base_url} stayed full: {busy}") from None
@@ -290,7 +282,7 @@ class AsyncEvaluatorClient:
                         raise EvaluationTimeout(f"no result for {request.task_name} within {timeout_s:g} s "
                                                 f"(job {job.id} on {self.base_url})")
                     job = await self.wait(job.id, remaining)
-            except _Forgotten:
+            except EvaluationUnknown:
                 continue
             result = _outcome(job, request)
             if result.status == Status.infra_error and infra_left > 0:
@@ -304,7 +296,7 @@ class AsyncEvaluatorClient:
         while True:
             try:
                 return await self.submit(request)
-            except _Busy as busy:
+            except EvaluatorBusy as busy:
                 pause = busy.retry_after_s
                 if time.monotonic() + pause > give_up:
                     raise EvaluationTimeout(f"{self.base_url} stayed full: {busy}") from None
