@@ -38,11 +38,21 @@ class BackendSpec:
         """Variables that pin a worker to this backend's device."""
         if self.backend == Backend.triton_interpret:
             return {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
-        index = str(self.device_index or 0)
+        index = visible_device(self.device_index or 0)
         env = {"CUDA_VISIBLE_DEVICES": index, "TRITON_INTERPRET": "0"}
         if self.backend == Backend.maca_metax:
             env["MACA_VISIBLE_DEVICES"] = index  # sources disagree on which one MACA reads
         return env
+
+
+def visible_device(index: int) -> str:
+    """The device a worker must see for this process's device `index` (torch's numbering).
+
+    A judge started with CUDA_VISIBLE_DEVICES=2,3 calls physical GPU 2 "0"; its worker, whose
+    environment is built afresh, must be given "2", or it would run on another GPU.
+    """
+    visible = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
+    return visible[index] if index < len(visible) else str(index)
 
 
 def metax_present(root: Path = Path("/")) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,6 +37,9 @@ from evaluators.protocol import EvalRequest, TimingStats
 from evaluators.timing import Clock, effective_times, flush_buffer, timed_loop
 
 _module_counter = itertools.count()
+# torch's global RNG is shared by every thread: judges running side by side (one per device in
+# the service) must seed and draw under one lock, or they get each other's random inputs
+_rng_lock = threading.Lock()
 
 
 def derive_seed(base: int, label: str, index: int) -> int:
@@ -87,15 +91,17 @@ class TaskModule:
             raise TaskError(f"the reference failed to load: {problem}") from None
 
     def make_inputs(self, seed: int, device: torch.device) -> list[Any]:
-        seed_all(seed)
-        with torch.device(device):
-            return list(self.module.get_inputs())
+        with _rng_lock:
+            seed_all(seed)
+            with torch.device(device):
+                return list(self.module.get_inputs())
 
     def build(self, init_seed: int, device: torch.device) -> torch.nn.Module:
         init_inputs = list(self.module.get_init_inputs())
-        seed_all(init_seed)
         try:
-            model = construct(self.model_class, init_inputs, self.path)
+            with _rng_lock:
+                seed_all(init_seed)
+                model = construct(self.model_class, init_inputs, self.path)
         except SourceProblem as problem:
             raise TaskError(f"the reference Model could not be built: {problem}") from None
         return model.to(device)

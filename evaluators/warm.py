@@ -1,0 +1,199 @@
+"""A warm pool of pre-started sandboxed workers (torch and Triton imported, device initialised).
+
+Each worker still evaluates exactly one candidate and exits: the pool only moves start-up out
+of the candidate's path. Judges use it through `Judge(workers=pool)`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from evaluators.backends import BackendSpec
+from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
+
+# Warm workers start with the most CPU any request may ask for (time_limit_s <= 3600); acquire()
+# lowers the limit to what the candidate's request allows, counted from the moment it is handed out.
+WARM_LIMITS = Limits(wall_s=3600.0, cpu_s=3600 * 4 + 60)
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class WarmStats:
+    started: int = 0  # workers pre-started successfully
+    hits: int = 0  # candidates that got a pre-started worker
+    misses: int = 0  # candidates that had to start one cold
+    discarded: int = 0  # pre-started workers found dead, or unusable for a request's limits
+    start_failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class _Shelf:
+    """The pre-started workers of one backend and device."""
+
+    target: int = 0
+    ready: deque[WorkerHandle] = field(default_factory=deque)
+    starting: int = 0
+    failures: int = 0  # consecutive start failures, for back-off
+    retry_at: float = 0.0
+
+
+class WarmPool:
+    """Keeps `size` started workers ready per backend and device; `acquire` hands one out."""
+
+    def __init__(self, sandbox: ProcessSandbox | None = None, size: int = 1, limits: Limits = WARM_LIMITS,
+                 max_starting: int | None = None) -> None:
+        self.sandbox = sandbox if sandbox is not None else ProcessSandbox()
+        self.size = size
+        self.limits = limits
+        self.max_starting = max_starting  # concurrent start-ups per device (None: as many as it keeps)
+        self.stats = WarmStats()
+        self._shelves: dict[BackendSpec, _Shelf] = {}
+        self._lock = threading.Condition()
+        self._closed = False
+
+    # -- the Judge's hook ---------------------------------------------------------------
+
+    def acquire(self, spec: BackendSpec, limits: Limits) -> WorkerHandle:
+        """A pre-started worker held to `limits`, or a cold start when none is ready or fits."""
+        while self._fits(limits):
+            with self._lock:
+                shelf = self._shelf(spec)
+                # a worker already starting is never later than a cold start begun now
+                while not shelf.ready and shelf.starting and not self._closed:
+                    self._lock.wait(0.5)
+                handle = shelf.ready.popleft() if shelf.ready else None
+                self._fill(spec, shelf)
+            if handle is None:
+                break
+            alive = handle.alive()
+            if alive and self._hold_to(handle, limits):
+                with self._lock:
+                    self.stats.hits += 1
+                return handle
+            with self._lock:
+                self.stats.discarded += 1
+            handle.close()
+            if alive:
+                break  # its CPU limit could not be set: the next one's would not be either
+        with self._lock:
+            self.stats.misses += 1
+        return self.sandbox.start(spec, limits)
+
+    # -- keeping shelves full -------------------------------------------------------------
+
+    def prepare(self, spec: BackendSpec, count: int | None = None) -> None:
+        """Keep `count` (default: the pool's size) workers ready for this backend and device."""
+        with self._lock:
+            shelf = self._shelf(spec)
+            shelf.target = self.size if count is None else count
+            self._fill(spec, shelf)
+
+    def ready(self, spec: BackendSpec) -> int:
+        with self._lock:
+            shelf = self._shelves.get(spec)
+            return sum(h.alive() for h in shelf.ready) if shelf else 0
+
+    def wait_ready(self, spec: BackendSpec, count: int, timeout_s: float) -> bool:
+        """Block until `count` workers are ready (for benchmarks and tests); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while len(self._shelf(spec).ready) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._lock.wait(min(remaining, 0.5))
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            handles = [h for shelf in self._shelves.values() for h in shelf.ready]
+            for shelf in self._shelves.values():
+                shelf.ready.clear()
+            self._lock.notify_all()
+        for handle in handles:
+            handle.close()
+
+    def _shelf(self, spec: BackendSpec) -> _Shelf:
+        if spec not in self._shelves:
+            self._shelves[spec] = _Shelf(target=self.size)
+        return self._shelves[spec]
+
+    def _fill(self, spec: BackendSpec, shelf: _Shelf) -> None:
+        """Start workers until the shelf will hold its target (called with the lock held)."""
+        if self._closed:
+            return
+        # workers that died while waiting are dropped here, so they are replaced, not counted
+        dead = [h for h in shelf.ready if not h.alive()]
+        for handle in dead:
+            shelf.ready.remove(handle)
+            self.stats.discarded += 1
+            threading.Thread(target=handle.close, daemon=True).start()
+        now = time.monotonic()
+        most = shelf.target if self.max_starting is None else self.max_starting
+        while len(shelf.ready) + shelf.starting < shelf.target and shelf.starting < most and now >= shelf.retry_at:
+            shelf.starting += 1
+            threading.Thread(target=self._start_one, args=(spec,), daemon=True,
+                             name=f"warm-{spec.torch_device}").start()
+
+    def _start_one(self, spec: BackendSpec) -> None:
+        handle: WorkerHandle | None = None
+        error: str | None = None
+        try:
+            handle = self.sandbox.start(spec, self.limits)
+        except (WorkerStartError, OSError) as failure:
+            error = str(failure)
+        with self._lock:
+            shelf = self._shelf(spec)
+            shelf.starting -= 1
+            if handle is not None and not self._closed:
+                shelf.ready.append(handle)
+                shelf.failures = 0
+                self.stats.started += 1
+                handle = None
+            elif error is not None:
+                # a host that cannot start workers must not be hammered: back off, then try again
+                shelf.failures += 1
+                shelf.retry_at = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** shelf.failures)
+                self.stats.start_failures += 1
+                self.stats.last_error = error
+                timer = threading.Timer(shelf.retry_at - time.monotonic() + 0.01, self._refill, args=(spec,))
+                timer.daemon = True
+                timer.start()
+            self._fill(spec, shelf)
+            self._lock.notify_all()
+        if handle is not None:  # the pool closed while it started
+            handle.close()
+
+    def _refill(self, spec: BackendSpec) -> None:
+        with self._lock:
+            self._fill(spec, self._shelf(spec))
+
+    def _fits(self, limits: Limits) -> bool:
+        """Memory, thread and file limits are set at start-up: only a cold start honours others."""
+        return (limits.memory_bytes, limits.processes, limits.file_bytes) == (
+            self.limits.memory_bytes, self.limits.processes, self.limits.file_bytes) and limits.cpu_s <= self.limits.cpu_s
+
+    def _hold_to(self, handle: WorkerHandle, limits: Limits) -> bool:
+        """Lower a pre-started worker's CPU limit to what the request allows from now on."""
+        try:
+            spent = cpu_seconds(handle.pid)
+            allowed = int(spent) + 1 + limits.cpu_s  # start-up is not charged to the candidate
+            resource.prlimit(handle.pid, resource.RLIMIT_CPU, (allowed, allowed + 5))
+        except (OSError, ValueError):
+            return False
+        return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().decode().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
