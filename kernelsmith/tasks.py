@@ -19,6 +19,7 @@ SEEDS_FOLDER = "seeds"  # a task's seed kernel lives in <level folder>/seeds/<sa
 SIZE_CONSTANTS = "SIZE_CONSTANTS"  # a task's own list of the constants that may be scaled
 HEURISTIC_MINIMUM = 64  # without SIZE_CONSTANTS, integers at least this large count as sizes
 GRANULE = 16  # a size that is a multiple of this stays one: tl.dot and tile shapes want it
+CPU_SCALE = 0.005  # the scale at which the interpreter checks a whole suite in minutes
 
 _LEVEL = re.compile(r"^level(\d+)$", re.IGNORECASE)
 _PROBLEM = re.compile(r"^(\d+)_")
@@ -236,8 +237,12 @@ def task_files(where: str | Path) -> list[Path]:
     """
     text = str(where)
     if _GLOB_CHARS & set(text) and not Path(text).exists():
-        found = [Path(p) for p in glob.glob(text, recursive=True)]
-        return sorted(p for p in found if p.is_file() and _is_task_file(p))
+        found = sorted(
+            p for p in map(Path, glob.glob(text, recursive=True)) if p.is_file() and _is_task_file(p)
+        )
+        if not found:
+            raise SuiteNotFound(f"the glob {text} matches no task file")
+        return found
     path = Path(where)
     if path.is_file():
         return [path]
