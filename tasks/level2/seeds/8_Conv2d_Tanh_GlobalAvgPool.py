@@ -35,9 +35,11 @@ def conv2d_tanh_kernel(
         ci = offs_k // (KH * KW)
         kh = (offs_k // KW) % KH
         kw = offs_k % KW
-        x_offsets = ((n[:, None] * C_in + ci[None, :]) * H + oh[:, None] + kh[None, :]) * W + ow[:, None] + kw[None, :]
+        x_rows = (n[:, None] * C_in + ci[None, :]) * H + oh[:, None] + kh[None, :]
+        x_offsets = x_rows * W + ow[:, None] + kw[None, :]
         patch = tl.load(x_ptr + x_offsets, mask=p_mask[:, None] & k_mask[None, :], other=0.0)
-        w = tl.load(w_ptr + offs_co[None, :] * n_taps + offs_k[:, None], mask=k_mask[:, None] & co_mask[None, :], other=0.0)
+        w_offsets = offs_co[None, :] * n_taps + offs_k[:, None]
+        w = tl.load(w_ptr + w_offsets, mask=k_mask[:, None] & co_mask[None, :], other=0.0)
         acc += tl.dot(patch, w, input_precision="ieee")  # full float32: tf32 would miss the tolerance
     bias = tl.load(b_ptr + offs_co, mask=co_mask, other=0.0)
     y = acc + bias[None, :]
