@@ -31,7 +31,12 @@ def _root(
 
 
 # modules that add their commands to `app` when imported
-COMMAND_MODULES = ["kernelsmith.eval_command", "kernelsmith.config_command", "kernelsmith.serve_command"]
+COMMAND_MODULES = [
+    "kernelsmith.eval_command",
+    "kernelsmith.tasks_command",
+    "kernelsmith.config_command",
+    "kernelsmith.serve_command",
+]
 
 
 def _register() -> None:

@@ -1,0 +1,24 @@
+"""ReLU applied elementwise to a (batch_size, dim) matrix."""
+
+import torch
+import torch.nn as nn
+
+batch_size = 4096
+dim = 8192  # 128 MB in and 128 MB out: a memory-bound kernel
+SIZE_CONSTANTS = ("batch_size", "dim")
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+
+def get_inputs():
+    return [torch.randn(batch_size, dim)]
+
+
+def get_init_inputs():
+    return []
