@@ -140,13 +140,15 @@ def degenerate_reference(outputs_by_trial: list[list[torch.Tensor]]) -> str | No
     for position, tensor in enumerate(first):
         if not tensor.is_floating_point() or tensor.numel() == 0:
             continue
+        if tensor.numel() == 1:  # a scalar (a loss) is judged across trials below
+            continue
         label = f"output {position}" if len(first) > 1 else "the output"
         if not bool(torch.isfinite(tensor).any()):
             return f"the reference's {label} has no finite value: correctness cannot be checked"
         finite = tensor[torch.isfinite(tensor)]
         if bool((finite == 0).all()):
             return f"the reference's {label} is all zeros: any kernel that writes zeros passes"
-        if bool((finite == finite.reshape(-1)[0]).all()):
+        if finite.numel() > 1 and bool((finite == finite.reshape(-1)[0]).all()):
             return f"the reference's {label} is constant: the check cannot tell a real kernel from a constant"
     if len(outputs_by_trial) > 1 and all(
         len(trial) == len(first) and all(torch.equal(a, b) for a, b in zip(trial, first, strict=True))

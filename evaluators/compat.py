@@ -103,3 +103,15 @@ def do_bench(fn: Callable[[], Any], warmup_ms: int = 25, rep_ms: int = 100) -> f
     kwargs["quantiles"] = [0.5]  # Triton 3.0: quantiles instead of return_mode
     result = triton_do_bench(fn, **kwargs)
     return float(result[0] if isinstance(result, (list, tuple)) else result)
+
+
+def exact_float32() -> None:
+    """References and candidates compute float32 in float32: no TF32 in cuBLAS or cuDNN.
+
+    PyTorch lets cuDNN convolutions use TF32 by default; a reference computed that way misses
+    an exact kernel by more than float32's tolerance.
+    """
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False

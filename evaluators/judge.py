@@ -18,12 +18,13 @@ import torch
 from evaluators.backends import BackendSpec, BackendUnavailable, describe, resolve
 from evaluators.channel import ChannelError, ChannelTimeout, Message, decode_tensor_groups
 from evaluators.compare import compare_outputs
+from evaluators.compat import exact_float32
 from evaluators.loading import TaskError
 from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status, TimingStats, TrialResult
 from evaluators.reference import ReferenceData, ReferenceStore
 from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
 from evaluators.static_checks import check_candidate
-from evaluators.timing import effective_times, wall_clock_consistent
+from evaluators.timing import MAX_WARMUP_CALLS, effective_times, wall_clock_consistent
 
 
 class Verdict(Exception):
@@ -45,6 +46,9 @@ class Judge:
     limits: Limits = field(default_factory=Limits)  # memory, processes, files; time comes from each request
     # whether CUDA IPC handles open across a given sandbox setup (probed once per setup)
     ipc_works: dict[tuple[str, bool, bool], bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        exact_float32()
 
     @classmethod
     def for_backend(cls, request_backend: Any, device_index: int | None = None, **kwargs: Any) -> Judge:
@@ -240,7 +244,8 @@ class _Evaluation:
         settings = self.request.timing
         started = time.perf_counter()
         self._send({"type": "time", "repetitions": settings.repetitions, "warmup": settings.warmup,
-                    "flush_l2": settings.flush_l2, "fresh_inputs": settings.fresh_inputs})
+                    "warmup_ms": settings.warmup_ms, "flush_l2": settings.flush_l2,
+                    "fresh_inputs": settings.fresh_inputs})
         message = self._receive("timing")
         wall_s = time.perf_counter() - started
         tampered = message.header.get("tampered") or []
@@ -253,6 +258,10 @@ class _Evaluation:
                 and all(isinstance(v, (int, float)) and v >= 0 for v in stream_ms + device_ms)):
             raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
                           Finding(rule="channel-tampering", message="malformed timing report"))
+        warmup_calls = message.header.get("warmup_calls")
+        if not isinstance(warmup_calls, int) or not settings.warmup <= warmup_calls <= MAX_WARMUP_CALLS:
+            raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
+                          Finding(rule="channel-tampering", message="implausible warm-up count"))
         launches = message.header.get("launches")
         if not isinstance(launches, int) or launches < settings.repetitions:
             raise Verdict(Status.rejected, Stage.timing,
@@ -269,7 +278,7 @@ class _Evaluation:
             ))
         stats = TimingStats.from_samples(times)
         consistent, implied = wall_clock_consistent(
-            stats.median_ms, wall_s, settings.repetitions + settings.warmup, reference.loop_overhead_ms
+            stats.median_ms, wall_s, settings.repetitions + warmup_calls, reference.loop_overhead_ms
         )
         if not consistent:
             raise Verdict(Status.rejected, Stage.timing,

@@ -190,16 +190,17 @@ def _time_baselines(
         return task.make_inputs(next(seeds), device)
 
     def measure(call: Callable[[list[Any]], Any]) -> tuple[list[float], float]:
+        """Per-call times, and wall milliseconds per call of the whole loop (warm-up included)."""
         started = time.perf_counter()
-        samples = timed_loop(call, next_inputs, clock, settings.repetitions, settings.warmup, flush, settings.fresh_inputs)
-        wall = time.perf_counter() - started
+        samples, warmup_calls = timed_loop(call, next_inputs, clock, settings.repetitions, settings.warmup, flush,
+                                           settings.fresh_inputs, settings.warmup_ms)
+        wall_ms = (time.perf_counter() - started) * 1000.0 / (settings.repetitions + warmup_calls)
         times, _ = effective_times(samples, device_slack_ms=float("inf"))
-        return times, wall
+        return times, wall_ms
 
     with torch.no_grad():
         # the loop's own cost per call (inputs, flush, synchronizes): the wall-clock cross-check needs it
-        _, null_wall = measure(lambda inputs: None)
-        data.loop_overhead_ms = null_wall * 1000.0 / (settings.repetitions + settings.warmup)
+        _, data.loop_overhead_ms = measure(lambda inputs: None)
         if "eager" in settings.baselines:
             eager, _ = measure(lambda inputs: model(*inputs))
             data.baselines["eager"] = TimingStats.from_samples(eager)

@@ -94,6 +94,9 @@ def flush_buffer(device: torch.device, enabled: bool) -> torch.Tensor | None:
     return torch.empty(max(FLUSH_BYTES, 4 * l2), dtype=torch.uint8, device=device)
 
 
+MAX_WARMUP_CALLS = 10_000
+
+
 def timed_loop(
     call: Callable[[list[Any]], Any],
     next_inputs: Callable[[], list[Any]],
@@ -102,17 +105,25 @@ def timed_loop(
     warmup: int,
     flush: torch.Tensor | None,
     fresh_inputs: bool,
-) -> list[Sample]:
-    """Run `call` `warmup` times untimed, then `repetitions` times timed."""
+    warmup_ms: float = 0.0,
+) -> tuple[list[Sample], int]:
+    """Warm up (at least `warmup` calls and `warmup_ms`), then time `repetitions` calls.
+
+    Returns the samples and the number of warm-up calls made: the judge's wall-clock
+    cross-check counts them.
+    """
     start, end_stream, end_device = clock.events
     inputs = next_inputs()
-    for _ in range(warmup):
+    began = clock.perf_counter()
+    calls = 0
+    while calls < MAX_WARMUP_CALLS and (calls < warmup or (clock.perf_counter() - began) * 1000.0 < warmup_ms):
         if fresh_inputs:
             inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
         call(inputs)
-    clock.synchronize()
+        clock.synchronize()  # host time must follow the device for the time-based warm-up
+        calls += 1
     samples: list[Sample] = []
     for _ in range(repetitions):
         if fresh_inputs:
@@ -128,7 +139,7 @@ def timed_loop(
         clock.event_synchronize(end_device)
         samples.append(Sample(clock.elapsed(start, end_stream), clock.elapsed(start, end_device)))
     clock.synchronize()
-    return samples
+    return samples, calls
 
 
 def effective_times(samples: list[Sample], device_slack_ms: float) -> tuple[list[float], int]:
@@ -151,7 +162,7 @@ def effective_times(samples: list[Sample], device_slack_ms: float) -> tuple[list
 
 def calibrate_sync_latency(clock: Clock, repetitions: int = 30) -> float:
     """Median device-minus-stream time of an empty call: the host synchronize latency (ms)."""
-    samples = timed_loop(lambda _: None, lambda: [], clock, repetitions, 3, None, False)
+    samples, _ = timed_loop(lambda _: None, lambda: [], clock, repetitions, 3, None, False)
     gaps = sorted(s.device_ms - s.stream_ms for s in samples)
     return gaps[len(gaps) // 2]
 

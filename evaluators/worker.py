@@ -28,12 +28,13 @@ class Worker:
     def __init__(self, channel: Any) -> None:
         import torch
 
-        from evaluators.compat import LaunchCounter, interpreter_enabled
+        from evaluators.compat import LaunchCounter, exact_float32, interpreter_enabled
         from evaluators.timing import Clock, calibrate_sync_latency
 
         self.torch = torch
         self.channel = channel
         self.interpret = interpreter_enabled()
+        exact_float32()  # as the judge computes the reference
         if not self.interpret and torch.cuda.is_available():
             self.device = torch.device("cuda", 0)
             torch.cuda.set_device(self.device)
@@ -175,7 +176,7 @@ class Worker:
 
         fresh = bool(command.get("fresh_inputs", True))
         self.launches.reset()
-        samples = timed_loop(
+        samples, warmup_calls = timed_loop(
             lambda inputs: self.model(*inputs),
             next_inputs,
             self.clock,
@@ -183,6 +184,7 @@ class Worker:
             int(command["warmup"]),
             flush,
             fresh,
+            float(command.get("warmup_ms", 0.0)),
         )
         del flush
         self.channel.send(
@@ -191,6 +193,7 @@ class Worker:
                 "stream_ms": [s.stream_ms for s in samples],
                 "device_ms": [s.device_ms for s in samples],
                 "launches": self.launches.count,
+                "warmup_calls": warmup_calls,
                 "tampered": self.clock.tampered() + ([] if self.launches.intact() else ["triton launch hooks"]),
             }
         )
