@@ -38,6 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", type=int, default=None, help="GPU index")
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--repetitions", type=int, default=100)
+    parser.add_argument("--warm", type=int, default=0, help="keep N workers started ahead (hides start-up)")
     parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile")
     parser.add_argument("--out", type=Path, default=Path("out"), help="folder for the JSON and Markdown")
     return parser.parse_args(argv)
@@ -51,6 +52,11 @@ def evaluate_seeds(args: argparse.Namespace) -> tuple[list[dict], dict]:
     if not seeded:
         sys.exit("no task with a seed matches")
     judge = Judge.for_backend(Backend(args.backend), args.device)
+    if args.warm:
+        from evaluators.warm import WarmPool
+
+        judge.workers = WarmPool(size=args.warm)
+        judge.workers.prepare(judge.spec)
     baselines = ["eager", "compile"] if args.compile_baseline else ["eager"]
     rows, environment = [], {}
     print(f"{'task':36} {'status':14} {'eager ms':>10} {'seed ms':>10} {'speedup':>8}", flush=True)
