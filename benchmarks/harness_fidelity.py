@@ -251,6 +251,7 @@ def fidelity(repeats: int) -> list[dict]:
             spreads.append(timing.spread)
             walls.append(result.duration_s)
             overheads.append(result.duration_s - timing.mean_ms * 110 / 1000)
+            phases = result.phase_s
         if not medians:
             continue
         bench = reference_do_bench(task, kernel)
@@ -266,6 +267,7 @@ def fidelity(repeats: int) -> list[dict]:
             "first_eval_s": walls[0],
             "warm_eval_s": statistics.median(walls[1:] or walls),
             "evals": len(medians),
+            "phases_s": phases,
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -285,7 +287,7 @@ def kernelbench_sized() -> list[dict]:
             result = judge.evaluate(request(name, task, kernel, trials=5))
             wall = time.perf_counter() - started
             row = {"case": name, "phase": phase, "status": result.status.value, "wall_s": wall,
-                   "speedup": result.speedup, "message": result.message[:200]}
+                   "speedup": result.speedup, "message": result.message[:200], "phases_s": result.phase_s}
             rows.append(row)
             print(json.dumps(row), flush=True)
         del judge

@@ -270,8 +270,8 @@ class _Evaluation:
         from evaluators.timing import Sample
 
         samples = [Sample(float(s), float(d)) for s, d in zip(stream_ms, device_ms, strict=True)]
-        times, hidden = effective_times(samples, device_slack_ms=max(3 * sync_latency_ms, 0.02))
-        if hidden > len(samples) // 10:
+        times, hidden = effective_times(samples, device_slack_ms=max(4 * sync_latency_ms, 0.03))
+        if hidden * 4 >= len(samples):
             self.findings.append(Finding(
                 rule="unjoined-stream", severity="warning",
                 message=f"{hidden} of {len(samples)} calls left work running on another stream; the whole device time was counted",

@@ -74,7 +74,7 @@ class TimingSettings(_Model):
     """How the candidate and its baselines are timed (GPU backends only)."""
 
     warmup: int = Field(10, ge=0, le=10_000, description="untimed calls first, at least this many")
-    warmup_ms: float = Field(25.0, ge=0, le=10_000, description="...and for at least this long (GPU clocks ramp up)")
+    warmup_ms: float = Field(100.0, ge=0, le=10_000, description="...and for at least this long (GPU clocks ramp up)")
     repetitions: int = Field(100, ge=1, le=100_000)
     baselines: list[Literal["eager", "compile"]] = Field(default_factory=lambda: ["eager"])
     flush_l2: bool = True

@@ -11,8 +11,15 @@ def test_stream_time_is_used_when_nothing_runs_outside_the_stream():
 
 
 def test_work_left_on_another_stream_is_counted():
-    times, hidden = effective_times([Sample(0.1, 5.0), Sample(1.0, 1.01)], device_slack_ms=0.02)
-    assert times == [5.0, 1.0] and hidden == 1
+    samples = [Sample(0.1, 5.0), Sample(0.1, 5.0), Sample(0.1, 5.1), Sample(1.0, 1.01)]
+    times, hidden = effective_times(samples, device_slack_ms=0.02)
+    assert times == [5.0, 5.0, 5.1, 1.01] and hidden == 3
+
+
+def test_occasional_synchronize_jitter_does_not_distort_short_kernels():
+    samples = [Sample(0.012, 0.02)] * 9 + [Sample(0.012, 0.08)]
+    times, hidden = effective_times(samples, device_slack_ms=0.03)
+    assert times == [0.012] * 10 and hidden == 1
 
 
 def test_honest_figures_agree_with_the_wall_clock():
