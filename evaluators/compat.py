@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -23,27 +23,29 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def _launch_classes() -> list[type]:
-    """Classes whose `run` method is the single entry point of a kernel launch.
+def _launch_entry_points() -> list[tuple[type, str]]:
+    """(class, method) pairs through which every kernel launch passes exactly once.
 
-    `kernel[grid](...)` resolves to `self.run(grid=..., warmup=False, ...)` on a JITFunction
-    (compiled mode) or an InterpretedFunction (TRITON_INTERPRET=1) in every Triton from 3.0 on;
-    Autotuner and Heuristics wrappers end in one of these too.
+    Compiled mode, every Triton from 3.0 on (MetaX's fork included): `kernel[grid](...)` resolves
+    to `JITFunction.run(grid=..., warmup=False, ...)`; Autotuner and Heuristics wrappers end there.
+    Interpreter (TRITON_INTERPRET=1): newer Triton has `InterpretedFunction.run` too, but Triton 3.0
+    assigns `run` per instance and sends `kernel[grid]` straight to a `GridExecutor`, so there
+    `GridExecutor.__call__` is the one door both paths go through.
     """
     from triton.runtime.jit import JITFunction
 
-    classes: list[type] = [JITFunction]
-    try:
-        from triton.runtime.interpreter import InterpretedFunction
+    points: list[tuple[type, str]] = [(JITFunction, "run")]
+    from triton.runtime import interpreter
 
-        classes.append(InterpretedFunction)
-    except ImportError:  # pragma: no cover - every supported Triton has the interpreter
-        pass
-    return classes
+    if "run" in vars(interpreter.InterpretedFunction):
+        points.append((interpreter.InterpretedFunction, "run"))
+    else:  # Triton 3.0
+        points.append((interpreter.GridExecutor, "__call__"))
+    return points
 
 
 class LaunchCounter:
-    """Counts Triton kernel launches by wrapping `run` on the launch classes.
+    """Counts Triton kernel launches by wrapping the launch entry points.
 
     Installed by trusted code before candidate code is imported; `intact()` tells whether
     the wrappers are still the ones installed (a candidate that swaps them back is caught).
@@ -52,20 +54,20 @@ class LaunchCounter:
     def __init__(self) -> None:
         self.count = 0
         self.kernels: dict[str, int] = {}
-        self._installed: dict[type, Callable[..., Any]] = {}
+        self._installed: dict[tuple[type, str], Callable[..., Any]] = {}
 
     def install(self) -> None:
-        for cls in _launch_classes():
-            wrapper = self._counting(cls.run)
-            cls.run = wrapper
-            self._installed[cls] = wrapper
+        for cls, method in _launch_entry_points():
+            wrapper = self._counting(getattr(cls, method))
+            setattr(cls, method, wrapper)
+            self._installed[(cls, method)] = wrapper
 
     def _counting(self, original: Callable[..., Any]) -> Callable[..., Any]:
         counter = self
 
         @functools.wraps(original)
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not kwargs.get("warmup", False):
+            if not kwargs.get("warmup", False):  # a warm-up compiles (or, interpreted, does nothing)
                 counter.count += 1
                 name = getattr(getattr(self, "fn", None), "__name__", None) or "kernel"
                 counter.kernels[name] = counter.kernels.get(name, 0) + 1
@@ -74,7 +76,7 @@ class LaunchCounter:
         return run
 
     def intact(self) -> bool:
-        return all(cls.__dict__.get("run") is wrapper for cls, wrapper in self._installed.items())
+        return all(vars(cls).get(method) is wrapper for (cls, method), wrapper in self._installed.items())
 
     def reset(self) -> None:
         self.count = 0
@@ -91,16 +93,27 @@ def active_target_backend() -> str | None:
         return None
 
 
+def do_bench_arguments(parameters: Mapping[str, Any], warmup_ms: int, rep_ms: int) -> dict[str, Any]:
+    """Keyword arguments asking `triton.testing.do_bench` (given its parameters) for the median.
+
+    Triton 3.0 (MetaX's fork included) has `fast_flush`, where True (its default) flushes L2 with
+    a 256 MB int32 buffer as later releases always do; they dropped the parameter.
+    """
+    kwargs: dict[str, Any] = {"warmup": warmup_ms, "rep": rep_ms}
+    if "return_mode" in parameters:
+        kwargs["return_mode"] = "median"
+    else:
+        kwargs["quantiles"] = [0.5]
+    if "fast_flush" in parameters:
+        kwargs["fast_flush"] = True
+    return kwargs
+
+
 def do_bench(fn: Callable[[], Any], warmup_ms: int = 25, rep_ms: int = 100) -> float:
     """Median milliseconds from `triton.testing.do_bench`, whatever its signature."""
     from triton.testing import do_bench as triton_do_bench
 
-    parameters = inspect.signature(triton_do_bench).parameters
-    kwargs: dict[str, Any] = {"warmup": warmup_ms, "rep": rep_ms}
-    if "return_mode" in parameters:
-        kwargs["return_mode"] = "median"
-        return float(triton_do_bench(fn, **kwargs))
-    kwargs["quantiles"] = [0.5]  # Triton 3.0: quantiles instead of return_mode
+    kwargs = do_bench_arguments(inspect.signature(triton_do_bench).parameters, warmup_ms, rep_ms)
     result = triton_do_bench(fn, **kwargs)
     return float(result[0] if isinstance(result, (list, tuple)) else result)
 
