@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "kernelsmith.tasks_command",
     "kernelsmith.config_command",
     "kernelsmith.serve_command",
+    "kernelsmith.doctor_command",
 ]
 
 
