@@ -78,7 +78,7 @@ def render(checks: list[Check]) -> None:
     for check in checks:
         table.add_row(check.name, f"[{STYLE.get(check.status, '')}]{check.status}[/]", check.detail)
     console.print(table)
-    failing = [check.name for check in checks if check.fails]
+    failing = list(dict.fromkeys(check.name for check in checks if check.fails))
     if failing:
         console.print(f"[bold red]Missing for this backend:[/] {', '.join(failing)}")
     else:
