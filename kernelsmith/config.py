@@ -6,6 +6,7 @@ it came from (`kernelsmith config show`). Keys are documented in the example ker
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from collections.abc import Callable, Mapping
@@ -45,6 +46,11 @@ FLAGS = {
     "--max-cost": "budgets.max_cost",
     "--wall-time": "budgets.wall_time_s",
     "--target-speedup": "budgets.target_speedup",
+    "--stagnation": "budgets.stagnation",
+    "--scale": "scale",
+    "--trials": "evaluation.trials",
+    "--repetitions": "evaluation.repetitions",
+    "--proposals": "proposals",
 }
 
 
@@ -96,6 +102,9 @@ class Budgets(_Section):
     wall_time_s: float | None = Field(None, gt=0)
     target_speedup: float | None = Field(None, gt=0)
     stagnation: int | None = Field(None, ge=1, description="evaluations without a better program")
+    idle: int | None = Field(
+        50, ge=1, description="children in a row that needed no evaluation (repeats, failed mutations)"
+    )
 
 
 class OperatorWeights(_Section):
@@ -104,6 +113,16 @@ class OperatorWeights(_Section):
     diff: float = Field(2.0, ge=0)
     fix: float = Field(1.0, ge=0)
     params: float = Field(1.0, ge=0)
+
+
+class EvaluationSettings(_Section):
+    """What every candidate of a run is put through (see evaluators.protocol.EvalRequest)."""
+
+    trials: int = Field(5, ge=1, le=100, description="correctness trials, each on fresh inputs")
+    repetitions: int = Field(100, ge=1, description="timed repetitions (GPU backends)")
+    compile_baseline: bool = Field(False, description="also time torch.compile, for speedup_compile")
+    time_limit_s: float = Field(300.0, gt=0, le=3600, description="seconds one candidate may take")
+    warm: int = Field(1, ge=0, description="workers started ahead per slot by the embedded evaluator")
 
 
 class PromptSettings(_Section):
@@ -118,6 +137,13 @@ class Settings(_Section):
     evaluators: list[str] = Field(default_factory=list, description="empty: evaluate here, in-process")
     db: str | None = Field(None, description="archive path or SQLAlchemy URL; None: the archive's default")
     seed: int = 0
+    scale: float | None = Field(
+        None, gt=0, le=1, description="task size scale; None: CPU_SCALE on triton-interpret, 1 on GPUs"
+    )
+    proposals: int | None = Field(
+        None, ge=1, description="children made at once; None: evaluator slots plus LLM concurrency"
+    )
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     operators: OperatorWeights = Field(default_factory=OperatorWeights)
     policy: dict[str, Any] = Field(default_factory=dict, description="passed to the archive's selection policy")
     prompts: PromptSettings = Field(default_factory=PromptSettings)
@@ -180,13 +206,21 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    base: tuple[str, Mapping[str, Any]] | None = None,
 ) -> LoadedSettings:
     """Merge defaults, the file, the environment and `flags` (keyed by flag, e.g. "--max-evals";
-    None values are flags not given) into validated Settings."""
+    None values are flags not given) into validated Settings.
+
+    `base` is (source, settings dump) taking the file's place, e.g. ("run 3", run.config["settings"]):
+    a resumed run keeps its own settings, with only the environment and flags over them.
+    """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    path = _find_file(path, env, cwd or Path.cwd())
+    path = None if base is not None else _find_file(path, env, cwd or Path.cwd())
+    if base is not None:
+        data = copy.deepcopy(dict(base[1]))
+        sources.update({key: base[0] for key in data})
     if path is not None:
         file_data, lines = read_file(path)
         data = file_data
