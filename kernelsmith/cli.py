@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "kernelsmith.config_command",
     "kernelsmith.serve_command",
     "kernelsmith.doctor_command",
+    "kernelsmith.evolve_command",
 ]
 
 

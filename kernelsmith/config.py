@@ -123,6 +123,9 @@ class EvaluationSettings(_Section):
     compile_baseline: bool = Field(False, description="also time torch.compile, for speedup_compile")
     time_limit_s: float = Field(300.0, gt=0, le=3600, description="seconds one candidate may take")
     warm: int = Field(1, ge=0, description="workers started ahead per slot by the embedded evaluator")
+    cpu_workers: int | None = Field(
+        None, ge=1, description="embedded evaluator's interpreter slots without a GPU; None: one per core, up to 4"
+    )
 
 
 class PromptSettings(_Section):

@@ -156,13 +156,8 @@ async def evolve(
         if not mix.enabled:
             raise EvolveError("every operator has weight 0 in the configuration",
                               "give operators.params (or an LLM operator, with a model) a weight above 0")
-        if resume is None and task.seed_source is None and not mix.uses_llm:
-            raise EvolveError(
-                f"{task.label} has no seed kernel, and parameter-only evolution (no model is configured) "
-                "needs one to tune",
-                f"put a seed kernel at {task.path.parent / 'seeds' / task.path.name}, or configure a model "
-                "(--model NAME with OPENAI_API_KEY set) to write a first kernel from the reference",
-            )
+        if resume is None:
+            check_first_program(task, settings)
         run = _open_run(task, settings, archive, backend, resume)
     except BaseException:
         if llm is not None:
@@ -186,6 +181,22 @@ async def evolve(
     if progress is not None:
         progress.finished(summary)
     return summary
+
+
+def check_first_program(task: Task, settings: Settings) -> None:
+    """Raise EvolveError when a new run of `task` could make no first program: no seed kernel to start
+    from and no model to write one."""
+    if task.seed_source is not None or (settings.models and settings.operators.first_kernel > 0):
+        return
+    if settings.models:
+        raise EvolveError(f"{task.label} has no seed kernel, and operators.first_kernel is 0: nothing can "
+                          "write a first kernel", "give operators.first_kernel a weight above 0")
+    raise EvolveError(
+        f"{task.label} has no seed kernel, and parameter-only evolution (no model is configured) needs one "
+        "to tune",
+        f"put a seed kernel at {task.path.parent / 'seeds' / task.path.name}, or configure a model "
+        "(--model NAME, with OPENAI_API_KEY set) to write a first kernel from the reference",
+    )
 
 
 def run_config(task: Task, settings: Settings, backend: str) -> dict:
@@ -212,7 +223,8 @@ def _open_run(task: Task, settings: Settings, archive: Archive, backend: str, re
     try:
         run = archive.get_run(resume)
     except ArchiveError as error:
-        raise EvolveError(str(error), "`kernelsmith runs` lists the runs of an archive") from None
+        held = ", ".join(str(r.id) for r in sorted(archive.list_runs(), key=lambda r: r.id)) or "none"
+        raise EvolveError(str(error), f"runs in this archive: {held}") from None
     if run.task_name != task.label or run.reference_hash != hashlib.sha256(task.source.encode()).hexdigest():
         scale = run.config.get("task", {}).get("scale")
         raise EvolveError(
