@@ -1,0 +1,122 @@
+"""evolve(), the API the leaderboard and benchmarks call: an injected selector, a twice-interrupted
+run resumed, and runs refused before anything is stored. Parameter-only, on the CPU interpreter."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+import archive
+from archive.policy import Candidate, Mode, Selection
+from evaluators.local import LocalEvaluator
+from kernelsmith.config import Settings
+from kernelsmith.evolve import EvolveError, Interrupt, evolve
+from kernelsmith.tasks import CPU_SCALE, load_task
+
+REPO = Path(__file__).resolve().parents[2]
+RELU = REPO / "tasks" / "level1" / "1_ReLU.py"
+
+
+def settings(max_evals: int, **extra) -> Settings:
+    return Settings.model_validate({"budgets": {"max_evals": max_evals}, "evaluation": {"trials": 2}, **extra})
+
+
+def run(coroutine_factory):
+    async def go():
+        async with LocalEvaluator(devices=[], cpu_workers=2, warm=1) as evaluator:
+            return await coroutine_factory(evaluator)
+
+    return asyncio.run(go())
+
+
+class FirstProgramOnly:
+    """A selection strategy other than the archive's: every child is made from the run's first program."""
+
+    def __init__(self) -> None:
+        self.first: Candidate | None = None
+        self.observed: list[int] = []
+
+    @classmethod
+    def from_archive(cls, store: archive.Archive, run_record: archive.Run) -> FirstProgramOnly:
+        selector = cls()
+        for program, evaluation in store.evaluated_programs(run_record):
+            selector.observe(program, evaluation)
+        return selector
+
+    def select(self) -> Selection | None:
+        return Selection(Mode.exploit, self.first, (), 0) if self.first else None
+
+    def observe(self, program, evaluation) -> None:
+        self.observed.append(program.id)
+        self.first = self.first or Candidate.from_records(program, evaluation)
+
+
+def test_an_injected_selector_a_second_interrupt_and_a_resume_that_evaluates_what_was_made(tmp_path):
+    task = load_task(RELU, scale=CPU_SCALE)
+    interrupt = Interrupt()
+    selectors: list[FirstProgramOnly] = []
+
+    def selector(store, run_record):
+        selectors.append(FirstProgramOnly.from_archive(store, run_record))
+        return selectors[-1]
+
+    class InterruptAfterTwo:
+        def started(self, stats) -> None: ...
+
+        def update(self, stats) -> None:
+            if stats.evaluations >= 2 and interrupt.level == 0:
+                interrupt.request()
+                interrupt.request()
+
+        def finished(self, summary) -> None: ...
+
+    with archive.open(tmp_path / "a.db") as store:
+        first = run(lambda evaluator: evolve(task, settings(4, proposals=4), store, evaluator, selector=selector,
+                                             progress=InterruptAfterTwo(), interrupt=interrupt))
+        assert first.status.value == "stopped" and first.stop_reason.value == "interrupted"
+        assert "dropped" in first.stop_message
+        programs = store.programs(first.run_id)
+        pending = [p.id for p in programs if not store.evaluations(p)]
+        assert pending  # made before the interrupt, stored unevaluated, for a resumed run
+        assert selectors[0].observed == [p.id for p in programs if store.evaluations(p)]  # in commit order
+        before = {e.id for p in programs for e in store.evaluations(p)}
+
+        second = run(lambda evaluator: evolve(task, settings(4, proposals=4), store, evaluator, selector=selector,
+                                              resume=first.run_id))
+        programs = store.programs(first.run_id)
+
+    assert second.run_id == first.run_id and second.status.value == "finished"
+    assert second.evaluations == 4 and second.stop_reason.value == "max_evals"  # counted across both sessions
+    evaluated_now = [program for _, program in sorted(
+        (e.id, p.id) for p in programs for e in store.evaluations(p) if e.id not in before)]
+    assert evaluated_now[: len(pending)] == pending  # what was left unevaluated goes first
+    assert programs[0].operator == "seed" and all(p.parent_id == 1 for p in programs[1:])
+    assert selectors[1].observed[: len(before)] == selectors[0].observed  # rebuilt from the archive
+    assert second.correct and not second.measured and second.best_speedup is None
+    assert (second.best_program_id, second.lineage) == (1, 1)  # on the CPU every correct kernel ties
+    assert second.best_source == task.seed_source and second.task_name == "level1/1_ReLU"
+
+
+def test_no_seed_and_no_model_is_refused_before_anything_is_stored(tmp_path):
+    shutil.copy(RELU, tmp_path / "relu.py")
+    task = load_task(tmp_path / "relu.py", scale=CPU_SCALE)  # no seeds/ folder beside it
+    with archive.open(tmp_path / "a.db") as store:
+        with pytest.raises(EvolveError, match="no seed kernel, and parameter-only evolution") as refused:
+            run(lambda evaluator: evolve(task, settings(3), store, evaluator))
+        assert "seeds/relu.py" in (refused.value.hint or "")
+        assert store.list_runs() == []
+
+
+def test_resuming_a_run_of_another_task_is_refused(tmp_path):
+    softmax = load_task(REPO / "tasks" / "level1" / "13_Softmax.py", scale=CPU_SCALE)
+    with archive.open(tmp_path / "a.db") as store:
+        other = store.create_run(softmax.label, softmax.source, {"task": {"scale": CPU_SCALE}})
+        with pytest.raises(EvolveError, match=r"run 1 is a run of level1/13_Softmax at scale 0.005"):
+            run(lambda evaluator: evolve(load_task(RELU, scale=CPU_SCALE), settings(3), store, evaluator,
+                                         resume=other.id))
+        with pytest.raises(EvolveError, match="no run 7") as missing:
+            run(lambda evaluator: evolve(softmax, settings(3), store, evaluator, resume=7))
+        assert missing.value.hint == "runs in this archive: 1"
