@@ -39,8 +39,10 @@ $(VENV30)/.installed: pyproject.toml
 test-triton30: $(VENV30)/.installed
 	$(PY30) -m pytest $(TRITON30_TESTS) $(PYTEST_ARGS)
 
+# parameter-only evolution (no LLM, no GPU needed) of a shipped task's seed kernel, in a fresh archive
 demo: install
-	$(VENV)/bin/kernelsmith eval tasks/examples/relu_reference.py tasks/examples/relu_candidate.py
+	rm -f runs/demo.db runs/demo.db-wal runs/demo.db-shm
+	$(VENV)/bin/kernelsmith evolve level1/13_Softmax --max-evals 8 --db runs/demo.db --out runs/demo_best.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -74,11 +74,10 @@ def best_text(stats: RunStats) -> str:
 
 def statuses_text(stats: RunStats) -> str:
     parts = [f"{status} {count}" for status, count in sorted(stats.statuses.items(), key=lambda kv: -kv[1])]
-    if stats.reused:
-        parts.append(f"reused {stats.reused}")
     if stats.failed_mutations:
         parts.append(f"failed mutations {stats.failed_mutations}")
-    return " · ".join(parts) or "-"
+    text = " · ".join(parts) or "-"
+    return text + (f" ({stats.reused} reused from identical programs)" if stats.reused else "")
 
 
 def llm_text(stats: RunStats) -> str:
