@@ -98,6 +98,8 @@ def evolve_command(
         fail(str(error), error.hint)
     except EvolveError as error:
         fail(str(error), error.hint)
+    except KeyboardInterrupt:  # before the run's own handler was installed, or after it was removed
+        fail("interrupted before the run started or after it ended; what was stored stays stored", code=EXIT_VERDICT)
     finally:
         store.close()
     written = _write_best(summary, out)
