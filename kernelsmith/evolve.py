@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from pydantic import ValidationError
+
 from archive import Archive, ArchiveError, Evaluation, Program, Run, RunStatus
 from archive.policy import Policy, PolicyConfig, Selection
 from evaluators.protocol import Backend, Status
 from kernelsmith.budget import RunStats, StopReason
-from kernelsmith.config import Settings
+from kernelsmith.config import ConfigError, Settings
 from kernelsmith.mutators import NoOperator, OperatorMix
 from kernelsmith.pipeline import Pipeline
 from kernelsmith.tasks import CPU_SCALE, Task
@@ -56,7 +58,12 @@ SelectorFactory = Callable[[Archive, Run], Selector]
 
 def policy_selector(settings: Settings) -> SelectorFactory:
     """The default: the archive's elites + islands + diversity-grid Policy, configured by `settings.policy`."""
-    config = PolicyConfig(**settings.policy)
+    try:
+        config = PolicyConfig(**settings.policy)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"invalid configuration: policy: {problems}",
+                          "docs/archive.md lists the selection policy's keys") from None
     return lambda archive, run: Policy.from_archive(archive, run, config)
 
 
@@ -150,7 +157,9 @@ async def evolve(
     ConfigError for a model without an API key, ArchiveError when the archive fails.
     """
     backend = await resolve_backend(evaluator, settings.backend)
+    make_selector = selector or policy_selector(settings)
     llm = settings.llm_client()  # a model without its API key fails here, before anything is stored
+    pipeline: Pipeline | None = None
     try:
         mix = OperatorMix.build(llm, settings.operators.model_dump())
         if not mix.enabled:
@@ -159,24 +168,23 @@ async def evolve(
         if resume is None:
             check_first_program(task, settings)
         run = _open_run(task, settings, archive, backend, resume)
-    except BaseException:
-        if llm is not None:
-            await llm.aclose()
-        raise
-    pipeline = Pipeline(task, settings, archive, evaluator, run, backend, llm=llm, mix=mix,
-                        selector=(selector or policy_selector(settings))(archive, run),
-                        progress=progress, interrupt=interrupt or Interrupt(), resumed=resume is not None)
-    try:
-        await pipeline.prepare()
-        stats, reason, message = await pipeline.run()
-    except NoOperator as error:
-        archive.set_run_status(run, RunStatus.stopped)
-        raise EvolveError(str(error)) from None
-    except BaseException:
-        archive.set_run_status(run, RunStatus.stopped)
-        raise
+        try:
+            pipeline = Pipeline(task, settings, archive, evaluator, run, backend, llm=llm, mix=mix,
+                                selector=make_selector(archive, run), progress=progress,
+                                interrupt=interrupt or Interrupt(), resumed=resume is not None)
+            await pipeline.prepare()
+            stats, reason, message = await pipeline.run()
+        except NoOperator as error:
+            archive.set_run_status(run, RunStatus.stopped)
+            raise EvolveError(str(error)) from None
+        except BaseException:
+            archive.set_run_status(run, RunStatus.stopped)
+            raise
     finally:
-        await pipeline.aclose()
+        if pipeline is not None:
+            await pipeline.aclose()
+        elif llm is not None:
+            await llm.aclose()
     summary = summarize(archive, run, stats, reason, message)
     if progress is not None:
         progress.finished(summary)

@@ -12,8 +12,8 @@ import pytest
 import archive
 from archive.policy import Candidate, Mode, Selection
 from evaluators.local import LocalEvaluator
-from kernelsmith.config import Settings
-from kernelsmith.evolve import EvolveError, Interrupt, evolve
+from kernelsmith.config import ConfigError, Settings
+from kernelsmith.evolve import EvolveError, Interrupt, evolve, policy_selector
 from kernelsmith.tasks import CPU_SCALE, load_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,3 +120,8 @@ def test_resuming_a_run_of_another_task_is_refused(tmp_path):
         with pytest.raises(EvolveError, match="no run 7") as missing:
             run(lambda evaluator: evolve(softmax, settings(3), store, evaluator, resume=7))
         assert missing.value.hint == "runs in this archive: 1"
+
+
+def test_a_bad_selection_policy_is_a_configuration_error_naming_the_key():
+    with pytest.raises(ConfigError, match=r"policy: exploit: Input should be greater than or equal to 0; islandz"):
+        policy_selector(Settings(policy={"islandz": 3, "exploit": -1}))
