@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "kernelsmith.serve_command",
     "kernelsmith.doctor_command",
     "kernelsmith.evolve_command",
+    "kernelsmith.export_command",
 ]
 
 
