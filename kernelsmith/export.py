@@ -119,6 +119,7 @@ class StepSelection:
 
     steps: list[Step]
     skipped: Counter[str] = field(default_factory=Counter)
+    validation_share: float = 0.0
     validation_tasks: frozenset[str] = frozenset()
 
     @property
@@ -151,7 +152,7 @@ def find_steps(db: Archive, filters: StepFilter | None = None, *, validation: fl
     """
     filters = filters or StepFilter()
     runs = _selected_runs(db, filters)
-    selection = StepSelection(steps=[])
+    selection = StepSelection(steps=[], validation_share=validation)
     seen: set[tuple[str, str, str]] = set()
     for run in runs:
         for step in _run_steps(db, run, filters, selection.skipped):

@@ -150,10 +150,13 @@ def _export(kind: str, out: Path, selection: StepSelection,
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """One JSON object per line, written whole or not at all (a failed export leaves the old file)."""
     partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as file:
-        for record in records:
-            file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-    os.replace(partial, path)
+    try:
+        with partial.open("w", encoding="utf-8") as file:
+            for record in records:
+                file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _print_summary(kind: str, selection: StepSelection,
@@ -169,6 +172,8 @@ def _print_summary(kind: str, selection: StepSelection,
     console.print(table)
     if selection.validation_tasks:
         console.print(f"[dim]validation tasks:[/] {escape(', '.join(sorted(selection.validation_tasks)))}")
+    elif selection.validation_share > 0:
+        console.print("[yellow]nothing held out for validation:[/] the export has a single task")
 
 
 def _print_left_out(left_out: Counter[str]) -> None:

@@ -69,7 +69,13 @@ def render(step: Step, kind: str) -> Messages:
     return prompting.messages(kind, context)
 
 
-def step_reply(step: Step, prompt: Prompt) -> str:
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    format: str  # "code" or "diff": a diff that would not apply back to the child is written as code
+
+
+def step_reply(step: Step, prompt: Prompt) -> Reply:
     """The assistant turn: the model's own explanation when there was one, then the child as a fenced
     program or as SEARCH/REPLACE blocks against the parent. Raises UnwritableReply."""
     parent, child = step.parent.program.source, step.child.program.source
@@ -77,19 +83,19 @@ def step_reply(step: Step, prompt: Prompt) -> str:
     if prompt.reply_format == "diff":
         blocks = diff_blocks(parent, child)
         if blocks is not None:
-            reply = f"{prose}\n\n{blocks}\n" if prose else f"{blocks}\n"
+            text = f"{prose}\n\n{blocks}\n" if prose else f"{blocks}\n"
             try:
-                if _same_text(parse_diff_reply(parent, reply)[0], child):
-                    return reply
+                if _same_text(parse_diff_reply(parent, text)[0], child):
+                    return Reply(text, "diff")
             except ReplyError:
                 pass
         # edits that would not apply back to the child: a whole program is a reply the diff parser takes too
-    reply = f"```python\n{child.rstrip()}\n```\n"
+    text = f"```python\n{child.rstrip()}\n```\n"
     if prose:
-        reply = f"{prose}\n\n{reply}"
+        text = f"{prose}\n\n{text}"
     try:
-        if _same_text(extract_program(reply), child):
-            return reply
+        if _same_text(extract_program(text), child):
+            return Reply(text, "code")
     except ReplyError:
         pass
     raise UnwritableReply(f"program {step.child.program.id} cannot be written as a fenced code block "

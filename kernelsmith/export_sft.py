@@ -18,11 +18,11 @@ def sft_record(step: Step) -> dict[str, Any]:
     prompt = step_prompt(step)
     reply = step_reply(step, prompt)
     return {
-        "messages": [*prompt.messages, {"role": "assistant", "content": reply}],
+        "messages": [*prompt.messages, {"role": "assistant", "content": reply.text}],
         "metadata": {
             **step.metadata(),
             "prompt_source": prompt.source,
             "template": prompt.template,
-            "reply_format": prompt.reply_format,
+            "reply_format": reply.format,
         },
     }

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 import archive
 from evaluators.protocol import Backend, EvalRequest, EvalResult, Status, TimingStats
 from kernelsmith.export import Category, ExportError, StepFilter, find_steps, validation_tasks
-from kernelsmith.export_prompts import diff_blocks, render, step_prompt
+from kernelsmith.export_prompts import UnwritableReply, diff_blocks, render, step_prompt, step_reply
 from kernelsmith.export_rl import FAILED, REJECTED, candidate_source, reward, rl_records, score
 from kernelsmith.export_sft import sft_record
 from kernelsmith.mutators import MutationContext, ProgramView, prompting
@@ -279,6 +280,24 @@ def test_diff_replies_apply_back_to_the_child_whatever_the_edit(lineage):
         blocks = diff_blocks(FAST, child)
         assert blocks is not None
         assert parse_diff_reply(FAST, blocks)[0].rstrip() == child.rstrip()
+
+    # the loop trims blank lines at the edges of SEARCH and REPLACE: a blank first line cannot be added
+    # by a diff, so such a child is written whole, which the loop's diff parser accepts as well
+    blank_top = "\n" + TUNED
+    assert diff_blocks(FAST, blank_top) is None
+    improvement = steps_of(lineage).steps[0]
+    odd = replace(improvement, child=replace(improvement.child, program=replace(improvement.child.program,
+                                                                                 source=blank_top)))
+    reply = step_reply(odd, step_prompt(odd))
+    assert reply.format == "code" and parse_diff_reply(FAST, reply.text)[0] == blank_top
+    fenced = TUNED.replace("class ModelNew(nn.Module):\n",
+                           'class ModelNew(nn.Module):\n    """Use:\n\n    ```\n    ModelNew()(x)\n    ```\n    """\n')
+    tuned = steps_of(lineage).steps[2]  # a code reply: a fence inside the program would end its block
+    fenced_step = replace(tuned, child=replace(tuned.child, program=replace(tuned.child.program, source=fenced)))
+    assert parse_diff_reply(FAST, step_reply(replace(fenced_step, parent=improvement.child),
+                                             step_prompt(odd)).text)[0] == fenced  # as a diff it is fine
+    with pytest.raises(UnwritableReply, match="contains a fence"):
+        step_reply(fenced_step, step_prompt(fenced_step))
 
 
 def test_rl_records_carry_what_an_execution_reward_needs(lineage):
