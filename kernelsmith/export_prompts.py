@@ -55,7 +55,8 @@ def step_prompt(step: Step) -> Prompt:
 def render(step: Step, kind: str) -> Messages:
     """System and user messages from the templates, filled as the loop fills them for this parent.
 
-    Notes about earlier failed attempts from the parent are left out: the loop keeps them in memory only.
+    Notes about earlier failed attempts from the parent are left out: a rendered prompt stands in where
+    no model was asked (parameter tuning), so no attempt ever preceded it in a prompt.
     """
     evaluation = step.child_evaluation
     context = MutationContext(
