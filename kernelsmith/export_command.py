@@ -163,7 +163,8 @@ def _print_summary(kind: str, selection: StepSelection,
                    written: dict[str, tuple[Path, list[dict[str, Any]]]]) -> None:
     table = Table(title=f"kernelsmith export {kind}", title_justify="left")
     for column in ("split", "file", "records", "tasks", *(c.value for c in Category)):
-        table.add_column(column, justify="left" if column in ("split", "file") else "right")
+        table.add_column(column, justify="left" if column in ("split", "file") else "right",
+                         overflow="fold" if column == "file" else "ellipsis")
     for split, (path, records) in written.items():
         categories = Counter(record["metadata"]["category"] for record in records)
         tasks = {record["metadata"]["task"] for record in records}
