@@ -19,12 +19,15 @@
     db.add_llm_call(run, model="...", prompt=..., response=..., program=child, prompt_tokens=...)
     db.ancestors(child); db.descendants(seed); db.path_to_best(run); db.generation_stats(run)
     db.resume(run.id); db.set_run_status(run, "finished"); db.list_runs(); db.get_run(run.id)
+    board = db.leaderboards.create("level1", suite, ["level1/1_ReLU", ...], config={...})
+    db.leaderboards.record(board, "level1/1_ReLU", run=run)   # or error="why no run could start"
 
 Every add_* commits before it returns. Errors a user should see are ArchiveError. docs/archive.md
 describes the schema, migrations, dedup and the policy.
 """
 
 from archive.errors import ArchiveError, SchemaVersionError
+from archive.leaderboards import Leaderboard, LeaderboardEntry
 from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
 from archive.store import Archive, open_archive
 
@@ -35,6 +38,8 @@ __all__ = [
     "ArchiveError",
     "Evaluation",
     "GenerationStats",
+    "Leaderboard",
+    "LeaderboardEntry",
     "LlmCall",
     "Program",
     "Run",

@@ -102,3 +102,27 @@ llm_calls = Table(
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# A leaderboard: one search per task of a suite, under settings fixed when it was created. Its entries
+# say which run searched each task (or why none could start), so a rerun skips the finished tasks.
+leaderboards = Table(
+    "leaderboards",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("suite", Text, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+leaderboard_entries = Table(
+    "leaderboard_entries",
+    metadata,
+    Column("leaderboard_id", ForeignKey("leaderboards.id"), primary_key=True),
+    Column("task_label", String(200), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("run_id", ForeignKey("runs.id"), nullable=True, index=True),
+    Column("error", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

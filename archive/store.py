@@ -18,6 +18,7 @@ from archive import lineage
 from archive.database import create_archive_engine, display_url, resolve_url
 from archive.errors import ArchiveError
 from archive.fitness import Fitness, rank_key
+from archive.leaderboards import Leaderboards
 from archive.migrate import ensure_schema
 from archive.normalize import normalized_hash
 from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
@@ -395,6 +396,11 @@ class Archive:
     def generation_stats(self, run: Run | int) -> list[GenerationStats]:
         with self._read() as conn:
             return lineage.generation_stats(conn, _id(run))
+
+    @property
+    def leaderboards(self) -> Leaderboards:
+        """Suites searched task by task: archive/leaderboards.py."""
+        return Leaderboards(self)
 
     # plumbing
 
