@@ -39,6 +39,8 @@ COMMAND_MODULES = [
     "kernelsmith.doctor_command",
     "kernelsmith.evolve_command",
     "kernelsmith.export_command",
+    "kernelsmith.runs_command",
+    "kernelsmith.leaderboard_command",
 ]
 
 

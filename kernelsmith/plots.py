@@ -9,6 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from evaluators.protocol import Status
 from kernelsmith.history import FAILED_MUTATION, NOT_EVALUATED, RunHistory
@@ -27,6 +28,7 @@ STATUS_COLORS = {
     FAILED_MUTATION: "#9a9a9a",
     NOT_EVALUATED: "#cfcfcf",
 }
+TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 50, 100)
 LEVEL_COLORS = ("#3a7bd5", "#e89a1c", "#2e9e44", "#8a4fbf", "#d6452f")
 DPI = 100
 
@@ -133,17 +135,21 @@ def speedup_distribution(standings: Standings) -> Figure:
         floor = min([*timed, 1.0]) / 2
         for index, (row, speedup) in enumerate(zip(rows, speedups, strict=True)):
             if speedup is not None:
-                axes.bar(index, speedup, color=colors[row.level], bottom=0)
+                axes.bar(index, speedup - floor, bottom=floor, color=colors[row.level])
             else:
-                axes.scatter([index], [floor], marker="x", color="#d6452f", zorder=3)
+                axes.scatter([index], [floor * 1.15], marker="x", color="#d6452f", zorder=3)
         for p, style in ((1.0, "-"), (1.5, "--"), (2.0, ":")):
             axes.axhline(p, color="#555555", linestyle=style, linewidth=1)
-            axes.text(len(rows) - 0.5, p, f" {p:g}x", va="center", fontsize=8)
         axes.set_yscale("log")
-        axes.set_ylim(floor / 1.5, max([*timed, 2.0]) * 1.5)
+        axes.set_ylim(floor, max([*timed, 2.0]) * 1.3)
+        axes.yaxis.set_major_locator(FixedLocator([v for v in TICKS if floor <= v <= max([*timed, 2.0]) * 1.3]))
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+        axes.yaxis.set_minor_formatter(NullFormatter())
         axes.set_ylabel("best speedup over eager PyTorch")
-        axes.set_xlabel("tasks, fastest first (x: no correct kernel)")
-        axes.set_xticks([])
+        axes.set_xticks(range(len(rows)))
+        axes.set_xticklabels([row.label.split("/")[-1] for row in rows], rotation=90, fontsize=7)
+        axes.set_xlim(-0.6, len(rows) - 0.4)
+        axes.set_xlabel("task, fastest first (x: no correct kernel)")
         for level in levels:
             axes.bar([0], [0], color=colors[level], label=f"level {level}" if level is not None else "other")
         axes.legend(fontsize=8, loc="upper right")

@@ -22,18 +22,19 @@ from evaluators.protocol import Status
 from kernelsmith import __version__, plots
 from kernelsmith.history import RunHistory, Step, read_history
 from kernelsmith.standings import (
-    BASELINE_NAMES,
+    CORRECTNESS_ONLY,
     FAST_P_MEANING,
-    METRIC_HEADERS,
-    TASK_HEADERS,
     Standings,
     csv_text,
     describe,
     markdown,
     metric_cells,
+    metric_headers,
+    metric_title,
     read_standings,
     standings_json,
     task_cells,
+    task_headers,
 )
 
 _CODE = HtmlFormatter(noclasses=True, style="default", nobackground=True)
@@ -75,12 +76,12 @@ def run_page(history: RunHistory, images: dict[str, bytes]) -> str:
     run = history.run
     body = [
         f"<h1>Run {run.id}: {_e(run.task_name)}</h1>",
-        f'<p class="lead">{_e(_verdict(history))}</p>',
+        f'<p class="lead">{_e(verdict(history))}</p>',
     ]
     if not history.measured:
         body.append('<p class="warn">Speed was not measured: the CPU interpreter checks correctness only, so '
                     "there are no speedups, and correct programs are not ranked by speed.</p>")
-    body += [_facts(_run_facts(history)),
+    body += [_facts(run_facts(history)),
              '<section id="progress"><h2>Best speedup over evaluations</h2>',
              _figure(images["speedup"], "best speedup over evaluations",
                      "Each step is a new best correct program; dots are every correct result."
@@ -102,13 +103,13 @@ def run_page(history: RunHistory, images: dict[str, bytes]) -> str:
 
 def run_markdown(history: RunHistory, images: dict[str, str]) -> str:
     run = history.run
-    out = [f"# Run {run.id}: {run.task_name}", "", _verdict(history), ""]
-    out += [f"- **{name}**: {value}" for name, value in _run_facts(history).items()]
+    out = [f"# Run {run.id}: {run.task_name}", "", verdict(history), ""]
+    out += [f"- **{name}**: {value}" for name, value in run_facts(history).items()]
     out += ["", "## Best speedup over evaluations", "", f"![best speedup over evaluations]({images['speedup']})",
             "", "## Status breakdown", "", f"![status breakdown]({images['statuses']})", "",
             "## Lineage of the best program", "", f"![lineage tree]({images['lineage']})", "",
             "| step | program | operator | generation | result | what changed |", "| ---: | ---: | --- | ---: | --- | --- |"]
-    out += [f"| {i} | #{s.program.id} | {s.program.operator} | {s.program.generation} | {_step_result(s, history)} | "
+    out += [f"| {i} | #{s.program.id} | {s.program.operator} | {s.program.generation} | {step_result(s, history)} | "
             f"{s.description.replace('|', '/')} |" for i, s in enumerate(history.lineage, start=1)]
     for step in history.lineage[1:]:
         out += ["", f"### #{step.program.id}: {step.description}", "", "```diff", step.diff.rstrip("\n"), "```"]
@@ -118,7 +119,7 @@ def run_markdown(history: RunHistory, images: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _verdict(history: RunHistory) -> str:
+def verdict(history: RunHistory) -> str:
     best = history.best
     if best is None:
         return "No program has a result yet."
@@ -133,7 +134,7 @@ def _verdict(history: RunHistory) -> str:
     return f"Best kernel #{program.id}: correct (speed not measured)."
 
 
-def _run_facts(history: RunHistory) -> dict[str, str]:
+def run_facts(history: RunHistory) -> dict[str, str]:
     run = history.run
     settings = run.config.get("settings", {})
     models = [m.get("name") for m in settings.get("models", []) if isinstance(m, dict)]
@@ -152,7 +153,7 @@ def _run_facts(history: RunHistory) -> dict[str, str]:
     }
 
 
-def _step_result(step: Step, history: RunHistory) -> str:
+def step_result(step: Step, history: RunHistory) -> str:
     evaluation = step.evaluation
     if evaluation is None:
         return "no result"
@@ -176,7 +177,7 @@ def _lineage(history: RunHistory) -> str:
         if speedup is not None and previous is not None:
             change = f" ({speedup - previous:+.2f}x over its parent)"
         previous = speedup if speedup is not None else previous
-        result = f'<span class="{"ok" if ok else "bad"}">{_e(_step_result(step, history))}</span>{_e(change)}'
+        result = f'<span class="{"ok" if ok else "bad"}">{_e(step_result(step, history))}</span>{_e(change)}'
         head = (f'<div class="step-head">{number}. #{step.program.id} · {_e(step.program.operator)}'
                 f"{' · ' + _e(step.program.model) if step.program.model else ''} · generation {step.program.generation}"
                 f' · {result} <span class="what">{_e(step.description)}</span></div>')
@@ -236,19 +237,20 @@ def leaderboard_page(standings: Standings, image: bytes) -> str:
     board = standings.leaderboard
     body = [f"<h1>Leaderboard {_e(board.name)}</h1>"]
     body += [f'<p class="{"warn" if "not measured" in line else "lead"}">{_e(line)}</p>' for line in describe(standings)]
+    headers = metric_headers(standings)
     for baseline in standings.baselines():
         rows = [metric_cells(row) for row in standings.metrics(baseline)]
-        body += [f'<section id="fast-p-{baseline}"><h2>fast_p over {BASELINE_NAMES[baseline]}</h2>',
-                 _table(METRIC_HEADERS, rows, numeric=set(range(1, len(METRIC_HEADERS))), total_last=True),
+        body += [f'<section id="fast-p-{baseline}"><h2>{_e(metric_title(standings, baseline))}</h2>',
+                 _table(headers, rows, numeric=set(range(1, len(headers))), total_last=True),
                  "</section>"]
-    body += [f'<p class="note">{_e(FAST_P_MEANING)}</p>',
+    body += [f'<p class="note">{_e(FAST_P_MEANING if standings.measured else CORRECTNESS_ONLY)}</p>',
              '<section id="distribution"><h2>Speedup distribution</h2>',
              _figure(image, "speedup distribution",
                      "Each task's best correct speedup over eager PyTorch, fastest first; x marks a task without a "
                      "correct kernel." if standings.measured else "Share of each level's tasks with a correct kernel."),
              "</section>",
              '<section id="tasks"><h2>Best kernel per task</h2>',
-             _table(TASK_HEADERS, [task_cells(row, standings) for row in standings.rows], numeric={2, 3}),
+             _table(task_headers(standings), [task_cells(row, standings) for row in standings.rows], numeric={2, 3}),
              "</section>"]
     return _page(f"kernelsmith leaderboard {board.name}", "\n".join(body))
 

@@ -16,6 +16,7 @@ from archive import Archive, Leaderboard
 from evaluators.protocol import Backend, Environment, Status
 from kernelsmith.metrics import P_VALUES, SuiteMetrics, TaskOutcome, level_metrics
 
+TEXT_COLUMNS = ("scope", "task", "state", "best")
 _LEVEL = re.compile(r"^level(\d+)/")
 NOT_MEASURED = "not measured"
 FAST_P_MEANING = (
@@ -23,6 +24,10 @@ FAST_P_MEANING = (
     "baseline (a kernel at exactly p x does not count; a task without a correct kernel counts as not "
     "fast). fast_0 is the correctness rate. Geometric and arithmetic mean speedups are over the tasks with "
     "a correct, timed kernel: their number is in brackets."
+)
+CORRECTNESS_ONLY = (
+    "fast_0 is the share of all tasks whose best kernel is correct (a task without one counts as not correct). "
+    "Speedups and fast_p for p > 0 are not measured: the CPU interpreter does not time kernels."
 )
 BASELINE_NAMES = {"eager": "eager PyTorch", "compile": "torch.compile"}
 
@@ -135,10 +140,10 @@ def describe(standings: Standings) -> list[str]:
         "parameter-only evolution (no LLM)"
     levels = config.get("levels")
     lines = [
-        f"Suite {config.get('suite_name') or board.suite}"
+        f"Suite {config.get('suite_name') or board.suite} ({board.suite})"
         + (f", level {', '.join(map(str, levels))}" if levels else "")
         + f": {len(standings.rows)} tasks, {standings.finished} finished. {search}; "
-        f"budget {config.get('budget_per_task', '?')} evaluations per task; backend {standings.backend}"
+        f"budget {_evaluations(config.get('budget_per_task'))} per task; backend {standings.backend}"
         + (f" at size scale {config['scale']:g}" if config.get("scale") not in (None, 1, 1.0) else "") + ".",
     ]
     env = standings.environment
@@ -155,32 +160,48 @@ def describe(standings: Standings) -> list[str]:
     return lines
 
 
+def metric_title(standings: Standings, baseline: str) -> str:
+    if not standings.measured:
+        return "correctness (speed not measured)"
+    return f"fast_p over {BASELINE_NAMES[baseline]}"
+
+
+def metric_headers(standings: Standings) -> list[str]:
+    if not standings.measured:
+        return ["scope", "tasks", "correct", "fast_0 (correctness)"]
+    return ["scope", "tasks", "correct", *(f"fast_{p:g}" for p in P_VALUES), "geomean speedup", "mean speedup"]
+
+
 def metric_cells(row: SuiteMetrics) -> list[str]:
-    speed = (lambda v: f"{times(v)} ({row.timed})" if v is not None else "-") if row.measured else \
-        (lambda v: NOT_MEASURED)
-    return [row.scope, str(row.tasks), str(row.correct), *(percent(row.fast[p]) for p in P_VALUES),
-            speed(row.geomean_speedup), speed(row.mean_speedup)]
+    cells = [row.scope, str(row.tasks), str(row.correct), percent(row.fast[0.0])]
+    if not row.measured:
+        return cells
+    return [*cells, *(percent(row.fast[p]) for p in P_VALUES[1:]),
+            *(f"{times(v)} ({row.timed})" if v is not None else "-" for v in (row.geomean_speedup, row.mean_speedup))]
 
 
-METRIC_HEADERS = ["scope", "tasks", "correct", *(f"fast_{p:g}" for p in P_VALUES), "geomean speedup", "mean speedup"]
-TASK_HEADERS = ["task", "state", "run", "results", "best", "over eager", "over torch.compile"]
+def task_headers(standings: Standings) -> list[str]:
+    headers = ["task", "state", "run", "results", "best"]
+    if standings.measured:
+        headers.append("over eager")
+    if standings.compile_measured:
+        headers.append("over torch.compile")
+    return headers
 
 
 def task_cells(row: Standing, standings: Standings) -> list[str]:
     if row.run_id is None:
-        best = row.error.splitlines()[0][:120] if row.error else row.state
+        best = row.error or row.state
     elif row.best_program_id is None:
         best = "no result"
     else:
         best = f"#{row.best_program_id} {'correct' if row.correct else row.best_status}"
-
-    def speed(value: float | None, measured: bool) -> str:
-        if not measured:
-            return NOT_MEASURED
-        return times(value) if row.correct else "-"
-
-    return [row.label, row.state, str(row.run_id or "-"), str(row.results), best,
-            speed(row.speedup, standings.measured), speed(row.speedup_compile, standings.compile_measured)]
+    cells = [row.label, row.state, str(row.run_id or "-"), str(row.results), best]
+    if standings.measured:
+        cells.append(times(row.speedup) if row.correct else "-")
+    if standings.compile_measured:
+        cells.append(times(row.speedup_compile) if row.correct else "-")
+    return cells
 
 
 # -- formats ----------------------------------------------------------------------------------
@@ -189,14 +210,14 @@ def task_cells(row: Standing, standings: Standings) -> list[str]:
 def rich_tables(standings: Standings) -> list[Table]:
     tables = []
     for baseline in standings.baselines():
-        table = Table(title=f"fast_p over {BASELINE_NAMES[baseline]}", title_justify="left")
-        for header in METRIC_HEADERS:
+        table = Table(title=metric_title(standings, baseline), title_justify="left")
+        for header in metric_headers(standings):
             table.add_column(header, justify="left" if header == "scope" else "right")
         for row in standings.metrics(baseline):
             table.add_row(*metric_cells(row), style="bold" if row.scope == "all" else None)
         tables.append(table)
     tasks = Table(title="best kernel per task", title_justify="left")
-    for header in TASK_HEADERS:
+    for header in task_headers(standings):
         tasks.add_column(header, justify="right" if header in ("run", "results") else "left")
     for row in standings.rows:
         tasks.add_row(*task_cells(row, standings))
@@ -209,13 +230,15 @@ def markdown(standings: Standings, plot: str | None = None) -> str:
     board = standings.leaderboard
     out = [f"# Leaderboard {board.name}", "", *(line + "  " for line in describe(standings)), ""]
     for baseline in standings.baselines():
-        out += [f"## fast_p over {BASELINE_NAMES[baseline]}", "", _md_row(METRIC_HEADERS), _md_rule(METRIC_HEADERS)]
+        headers = metric_headers(standings)
+        out += [f"## {metric_title(standings, baseline)}", "", _md_row(headers), _md_rule(headers)]
         out += [_md_row(metric_cells(row)) for row in standings.metrics(baseline)]
         out.append("")
-    out += [FAST_P_MEANING, ""]
+    out += [FAST_P_MEANING if standings.measured else CORRECTNESS_ONLY, ""]
     if plot:
-        out += [f"![best speedup per task]({plot})", ""]
-    out += ["## Best kernel per task", "", _md_row(TASK_HEADERS), _md_rule(TASK_HEADERS)]
+        out += [f"![{'best speedup per task' if standings.measured else 'correct tasks per level'}]({plot})", ""]
+    headers = task_headers(standings)
+    out += ["## Best kernel per task", "", _md_row(headers), _md_rule(headers)]
     out += [_md_row(task_cells(row, standings)) for row in standings.rows]
     out.append("")
     return "\n".join(out)
@@ -272,7 +295,11 @@ def _md_row(cells: list[str]) -> str:
 
 
 def _md_rule(headers: list[str]) -> str:
-    return "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(headers))) + "|"
+    return "|" + "|".join(" --- " if header in TEXT_COLUMNS else " ---: " for header in headers) + "|"
+
+
+def _evaluations(count: object) -> str:
+    return f"{count} evaluation{'' if count == 1 else 's'}" if count is not None else "unlimited evaluations"
 
 
 def _blank(value: object) -> object:

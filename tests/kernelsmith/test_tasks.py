@@ -238,6 +238,7 @@ def test_the_shipped_suite_is_found_when_installed_from_a_wheel(tmp_path: Path):
     with zipfile.ZipFile(wheel) as archive:  # installing a pure wheel is unpacking it onto the path
         archive.extractall(site)
     assert (site / "kernelsmith" / "_suite" / "level1" / "seeds" / "13_Softmax.py").is_file()
+    assert (site / "kernelsmith" / "report_templates" / "page.html").is_file()  # the HTML report's page
     probe = subprocess.run(
         [sys.executable, "-c",
          "from kernelsmith.tasks import load_suite, shipped_suite; s = load_suite(shipped_suite()); "
