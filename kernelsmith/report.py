@@ -236,7 +236,9 @@ def write_leaderboard_report(
 def leaderboard_page(standings: Standings, image: bytes) -> str:
     board = standings.leaderboard
     body = [f"<h1>Leaderboard {_e(board.name)}</h1>"]
-    body += [f'<p class="{"warn" if "not measured" in line else "lead"}">{_e(line)}</p>' for line in describe(standings)]
+    for line in describe(standings):
+        warning = "not measured" in line or "do not compare" in line
+        body.append(f'<p class="{"warn" if warning else "lead"}">{_e(line)}</p>')
     headers = metric_headers(standings)
     for baseline in standings.baselines():
         rows = [metric_cells(row) for row in standings.metrics(baseline)]

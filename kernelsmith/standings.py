@@ -152,6 +152,8 @@ def describe(standings: Standings) -> list[str]:
         if env is not None:
             versions = f" (torch {env.torch}, triton {env.triton})"
         lines.append(f"Device: {', '.join(standings.devices)}{versions}.")
+        if len(standings.devices) > 1:
+            lines.append("The best kernels were timed on different devices: their speedups do not compare.")
     if not standings.measured:
         lines.append("Speed was not measured (the CPU interpreter checks correctness only): "
                      "the tables show correctness; fast_p for p > 0 and speedups are not measured.")
