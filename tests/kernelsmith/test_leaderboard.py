@@ -26,10 +26,12 @@ from kernelsmith.cli import app
 from kernelsmith.config import Settings
 from kernelsmith.leaderboard import LeaderboardError, Plan, default_name, run_leaderboard, suite_name
 from kernelsmith.tasks import shipped_suite
+from tests.kernelsmith.chromium import assert_not_blank, count_colour, embedded_images, render
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "cpu"
 TASKS = ["level1/1_ReLU", "level1/4_Tanh"]  # Tanh ships no seed kernel here
+GREEN = (0x2E, 0x9E, 0x44)  # correct results in the plots
 
 
 def make_suite(root: Path) -> Path:
@@ -158,15 +160,20 @@ def test_the_cpu_leaderboard_reports_correctness_only(interrupted_then_rerun: di
     assert "correctness (speed not measured)" in page and "data:image/png;base64," in page
 
 
-def test_a_cpu_run_report_says_speed_was_not_measured(interrupted_then_rerun: dict, tmp_path: Path):
+def test_a_cpu_run_report_says_speed_was_not_measured_and_draws_correctness(interrupted_then_rerun: dict,
+                                                                               tmp_path: Path):
     from kernelsmith.report import write_run_report
 
     with archive.open(interrupted_then_rerun["root"] / "lb.db") as db:
         run_id = db.leaderboards.get(NAME).entries[0].run_id
         files = write_run_report(db, run_id, tmp_path)
-    page = files.html.read_text()
-    assert "Speed was not measured" in page and page.count("data:image/png;base64,") == 3
-    assert 'id="lineage-steps"' in page and "correct (speed not measured)" in page
+    dom, screenshot = render(files.html, tmp_path, height=2600)
+    assert "Speed was not measured" in dom and len(embedded_images(dom)) == 3
+    assert 'id="lineage-steps"' in dom and "correct (speed not measured)" in dom
+    assert "ok" in dom[dom.index('id="statuses"'):]  # the status table, beside its plot
+    assert_not_blank(screenshot)
+    # the ok bar and the correct-so-far line; the page's own green (lineage dots and rule) is a few hundred pixels
+    assert count_colour(screenshot, GREEN) > 3000
 
 
 def test_a_named_leaderboard_refuses_other_settings(tmp_path: Path):
