@@ -274,7 +274,8 @@ def fidelity(repeats: int) -> list[dict]:
     return rows
 
 
-def kernelbench_sized() -> list[dict]:
+def kernelbench_sized(warm: int) -> list[dict]:
+    """Cold: a fresh judge and worker. Warm: reference cached and, with --warm, a worker started ahead."""
     rows = []
     cases = {
         "level1 ReLU 4096x393216": (RELU_TASK.format(rows=4096, cols=393216), RELU_KERNEL),
@@ -282,11 +283,19 @@ def kernelbench_sized() -> list[dict]:
     }
     for name, (task, kernel) in cases.items():
         judge = Judge.for_backend(Backend.triton_nvidia)  # a fresh judge: the first evaluation is cold
+        if warm:
+            from evaluators.warm import WarmPool
+
+            judge.workers = WarmPool(size=warm)
+            judge.workers.prepare(judge.spec)
+            judge.workers.wait_ready(judge.spec, warm, 120)
         for phase in ("cold", "warm"):
+            if warm and phase == "warm":
+                judge.workers.wait_ready(judge.spec, warm, 120)  # as a search's next candidate finds it
             started = time.perf_counter()
             result = judge.evaluate(request(name, task, kernel, trials=5))
             wall = time.perf_counter() - started
-            row = {"case": name, "phase": phase, "status": result.status.value, "wall_s": wall,
+            row = {"case": name, "phase": phase, "warm_pool": warm, "status": result.status.value, "wall_s": wall,
                    "speedup": result.speedup, "message": result.message[:200], "phases_s": result.phase_s}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -299,6 +308,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--kernelbench", action="store_true")
+    parser.add_argument("--warm", type=int, default=0, help="KernelBench-sized runs with N workers started ahead")
     parser.add_argument("--only", nargs="*", help="kernel names to run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -309,7 +319,7 @@ def main() -> int:
     device = torch.cuda.get_device_name(0)
     print(f"device: {device}; torch {torch.__version__}", flush=True)
     rows = fidelity(args.repeats) if args.repeats else []
-    kb = kernelbench_sized() if args.kernelbench else []
+    kb = kernelbench_sized(args.warm) if args.kernelbench else []
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "harness_fidelity.json").write_text(json.dumps({"device": device, "fidelity": rows, "kernelbench": kb}, indent=1))
