@@ -32,6 +32,23 @@ def run(coroutine_factory):
     return asyncio.run(go())
 
 
+class HoldAfter:
+    """The real evaluator, except that requests after the first `count` wait until cancelled: when the
+    interrupt comes, those children are surely still in flight, however fast this machine is."""
+
+    def __init__(self, evaluator, count: int) -> None:
+        self.evaluator, self.count, self.seen = evaluator, count, 0
+
+    async def evaluate(self, request):
+        self.seen += 1
+        if self.seen > self.count:
+            await asyncio.sleep(3600)
+        return await self.evaluator.evaluate(request)
+
+    def __getattr__(self, name):
+        return getattr(self.evaluator, name)
+
+
 class FirstProgramOnly:
     """A selection strategy other than the archive's: every child is made from the run's first program."""
 
@@ -74,8 +91,8 @@ def test_an_injected_selector_a_second_interrupt_and_a_resume_that_evaluates_wha
         def finished(self, summary) -> None: ...
 
     with archive.open(tmp_path / "a.db") as store:
-        first = run(lambda evaluator: evolve(task, settings(4, proposals=4), store, evaluator, selector=selector,
-                                             progress=InterruptAfterTwo(), interrupt=interrupt))
+        first = run(lambda evaluator: evolve(task, settings(4, proposals=4), store, HoldAfter(evaluator, 2),
+                                             selector=selector, progress=InterruptAfterTwo(), interrupt=interrupt))
         assert first.status.value == "stopped" and first.stop_reason.value == "interrupted"
         assert "dropped" in first.stop_message
         programs = store.programs(first.run_id)
