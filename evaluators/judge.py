@@ -8,6 +8,7 @@ its own wall clock, and turns whatever happens (crash, hang, tampering) into an 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -20,9 +21,11 @@ from evaluators.channel import ChannelError, ChannelTimeout, Message, decode_ten
 from evaluators.compare import compare_outputs
 from evaluators.compat import exact_float32
 from evaluators.loading import TaskError
+from evaluators.ops import ReferenceProfile, profile_reference, recomputes_reference
 from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status, TimingStats, TrialResult
 from evaluators.reference import ReferenceData, ReferenceStore
 from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
+from evaluators.speed_of_light import Peak, lower_bound, measured_copy_bandwidth, table_peak
 from evaluators.static_checks import check_candidate
 from evaluators.timing import MAX_WARMUP_CALLS, effective_times, wall_clock_consistent
 
@@ -46,6 +49,10 @@ class Judge:
     limits: Limits = field(default_factory=Limits)  # memory, processes, files; time comes from each request
     # whether CUDA IPC handles open across a given sandbox setup (probed once per setup)
     ipc_works: dict[tuple[str, bool, bool], bool] = field(default_factory=dict)
+    # Off only in the adversarial tests: candidates the static checks would stop then reach the
+    # runtime layers (guards, sandbox, comparisons), which must hold on their own.
+    static_checks: bool = True
+    peak: Peak | None = None  # the device's physical limits, from the table or measured once
 
     def __post_init__(self) -> None:
         exact_float32()
@@ -81,6 +88,8 @@ class _Evaluation:
         self.result = EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued)
         self.max_elements = 1024
         self._last_mark = time.perf_counter()
+        self._nonce: str | None = None
+        self._noted_ops = False
 
     def execute(self) -> EvalResult:
         result = self.result
@@ -127,6 +136,8 @@ class _Evaluation:
         report = check_candidate(self.request.candidate_source, strict=self.request.strict)
         if report.compile_error:
             raise Verdict(Status.compile_error, Stage.static_check, f"candidate.py {report.compile_error}")
+        if not self.judge.static_checks:
+            return
         self.findings.extend(report.findings)
         rejects = [f for f in report.findings if f.severity == "reject"]
         if rejects:
@@ -201,6 +212,7 @@ class _Evaluation:
             self._send({"type": "run", "seed": seed, "repeat": first, "send_inputs": first})
             message = self._receive("outputs")
             self._check_launches(message, "correctness trial")
+            self._check_ops(message, reference)
             outputs = message.tensors.pop("outputs")
             trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, index)
             del outputs
@@ -284,6 +296,7 @@ class _Evaluation:
             raise Verdict(Status.rejected, Stage.timing,
                           f"reported {stats.median_ms:.4f} ms per call, but the judge's wall clock implies {implied:.4f} ms",
                           Finding(rule="wall-clock-mismatch", message="event timings disagree with the wall clock"))
+        self._check_speed_of_light(stats, reference)
         self.result.timing = stats
         if "eager" in reference.baselines:
             self.result.speedup = reference.baselines["eager"].median_ms / stats.median_ms
@@ -295,6 +308,7 @@ class _Evaluation:
             self._send({"type": "recheck", "seed": seed})
             message = self._receive("outputs")
             self._check_launches(message, "recheck")
+            self._check_ops(message, reference)
             outputs = message.tensors.pop("outputs")
             trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, len(self.trials))
             trial.phase = "recheck"
@@ -305,6 +319,80 @@ class _Evaluation:
                     f"correct at first, wrong after timing on new inputs in the same buffers "
                     f"(stale or cached output?): {trial.message}",
                 )
+
+    def _check_ops(self, message: Message, reference: ReferenceData) -> None:
+        """The torch compute ops forward ran outside its Triton launches (recorded by the worker)."""
+        ops = message.header.get("ops")
+        if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+            raise Verdict(Status.rejected, self.stage, "the worker's op report is malformed",
+                          Finding(rule="channel-tampering", message="malformed op report"))
+        if not ops:
+            return
+        shown = ", ".join(ops[:8]) + (" ..." if len(ops) > 8 else "")
+        if "<op recorder removed>" in ops:
+            raise Verdict(Status.rejected, self.stage, "forward removed the harness's op recorder",
+                          Finding(rule="dispatch-tampering", message="the op recorder was popped during forward"))
+        if self.request.strict:
+            raise Verdict(Status.rejected, self.stage, f"strict mode: forward ran torch compute ops ({shown})",
+                          Finding(rule="strict-torch-compute", message=f"forward ran torch compute ops: {shown}"))
+        profile = self._profile(reference)
+        if recomputes_reference(ops, profile.compute_ops):
+            raise Verdict(
+                Status.rejected, self.stage,
+                f"forward recomputes the whole reference with torch ({', '.join(profile.compute_ops)}); "
+                "the Triton kernels must do the work",
+                Finding(rule="reference-recomputed", message=f"forward ran every compute op of the reference: {shown}"),
+            )
+        if not self._noted_ops:
+            self._noted_ops = True
+            self.findings.append(Finding(rule="torch-compute", severity="info",
+                                         message=f"forward also ran torch compute ops: {shown}"))
+
+    def _profile(self, reference: ReferenceData) -> ReferenceProfile:
+        """The reference's compute ops and FLOPs, measured once per reference."""
+        if reference.profile is None:
+            inputs = reference.task.make_inputs(reference.trial_seeds[0], self.device)
+            reference.profile = profile_reference(reference.model, inputs)
+        return reference.profile
+
+    def _check_speed_of_light(self, stats: TimingStats, reference: ReferenceData) -> None:
+        if self.device.type != "cuda":
+            return
+        if self.judge.peak is None:
+            name = torch.cuda.get_device_name(self.device)
+            self.judge.peak = table_peak(name) or Peak(measured_copy_bandwidth(self.device), None)
+        try:
+            l2 = int(torch.cuda.get_device_properties(self.device).L2_cache_size)
+        except AttributeError:
+            l2 = 0
+        bound = lower_bound(self.judge.peak, reference.input_bytes, reference.output_bytes,
+                            self._profile(reference).flops, l2)
+        if stats.median_ms < bound.floor_ms:
+            raise Verdict(
+                Status.rejected, Stage.timing,
+                f"{stats.median_ms:.4f} ms per call is faster than the device allows ({bound.floor_ms:.4f} ms: "
+                f"{bound.reason})",
+                Finding(rule="speed-of-light", message=f"median {stats.median_ms:.4f} ms under the physical "
+                        f"floor {bound.floor_ms:.4f} ms"),
+            )
+
+    def _check_guard(self, message: Message) -> None:
+        """What the worker's runtime guards saw: any finding rejects the candidate."""
+        found = message.header.get("guard", [])
+        valid = isinstance(found, list) and all(
+            isinstance(f, dict) and isinstance(f.get("rule"), str) and isinstance(f.get("message"), str)
+            and (f.get("line") is None or isinstance(f.get("line"), int)) for f in found
+        )
+        if not valid:
+            raise Verdict(Status.rejected, self.stage, "the worker's guard report is malformed",
+                          Finding(rule="channel-tampering", message="malformed guard report"))
+        if not found:
+            return
+        findings = [Finding(rule=f["rule"][:64], message=f["message"][:500], line=f.get("line")) for f in found]
+        self.findings.extend(findings[1:])
+        first = findings[0]
+        where = f" (candidate.py line {first.line})" if first.line else ""
+        raise Verdict(Status.rejected, self.stage, f"{first.rule}{where}: {first.message}", first)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -334,8 +422,9 @@ class _Evaluation:
 
     def _send(self, header: dict[str, Any]) -> None:
         assert self.worker is not None
+        self._nonce = secrets.token_hex(16)  # the answer must carry it: a forged message cannot
         try:
-            self.worker.channel.send(header)
+            self.worker.channel.send(dict(header, nonce=self._nonce))
         except OSError:
             self._worker_gone()
 
@@ -350,6 +439,11 @@ class _Evaluation:
             self._timed_out()
         except ChannelError:
             self._worker_gone()
+        if message.type != "ready" and message.header.get("nonce") != self._nonce:
+            raise Verdict(Status.rejected, self.stage, "a message on the harness channel did not answer the judge's "
+                          f"command (forged {message.type!r}?)",
+                          Finding(rule="channel-tampering", message="a message without the command's nonce"))
+        self._check_guard(message)
         if message.type == expected:
             if message.header.get("stream"):
                 self._decode(message)
@@ -375,7 +469,7 @@ class _Evaluation:
     def _worker_gone(self) -> None:
         assert self.worker is not None
         with suppress(Exception):
-            self.worker.process.wait(timeout=5)
+            self.worker.wait(5)
         summary = self.worker.exit_summary()
         tail = self.worker.log_tail().strip().splitlines()[-3:]
         detail = ("; last output: " + " | ".join(tail)) if tail else ""

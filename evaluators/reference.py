@@ -66,6 +66,7 @@ class ReferenceData:
     output_elements: int = 1
     degenerate: str | None = None
     compute_s: float = 0.0
+    profile: Any = None  # evaluators.ops.ReferenceProfile, measured by the judge when first needed
 
     def output_for(self, seed: int) -> list[torch.Tensor]:
         if seed in self.outputs:

@@ -57,11 +57,13 @@ class Limits:
     file_bytes: int = 2 << 30
 
 
-@dataclass
+@dataclass(kw_only=True)
 class WorkerHandle:
-    """A running worker: its channel, its directory and how to end it."""
+    """A running worker, whatever the sandbox: its channel, its directory and how to end it.
 
-    process: subprocess.Popen[bytes]
+    The judge, the warm pool and the scheduler use only what is defined here.
+    """
+
     channel: Channel
     workdir: Path
     network_isolated: bool
@@ -73,22 +75,24 @@ class WorkerHandle:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """The worker's process id on this host (for limits and the watchdog)."""
+        raise NotImplementedError
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code (negative: the signal) once it ends within `timeout`, else None."""
+        raise NotImplementedError
 
     def kill(self, reason: str | None = None) -> None:
-        if reason and not self.killed_for:
-            self.killed_for = reason
-        kill_tree(self.process.pid)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        raise NotImplementedError
+
+    def exit_code(self) -> int | None:
+        raise NotImplementedError
 
     def exit_summary(self) -> str:
-        code = self.process.poll()
+        code = self.exit_code()
         if self.killed_for:
             return f"the worker was killed: {self.killed_for}"
         if code is None:
@@ -124,16 +128,42 @@ class WorkerHandle:
         except OSError:
             pass
         self.channel.close()
-        try:
-            self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_tree(self.process.pid)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        self.wait(2)
+        self.kill()  # descendants too: a worker that exited may have left children behind
+        self._release()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _release(self) -> None:
+        """Whatever the sandbox holds beside the process (a container)."""
+
+
+@dataclass(kw_only=True)
+class ProcessWorkerHandle(WorkerHandle):
+    """A worker that is a subprocess of this host."""
+
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def kill(self, reason: str | None = None) -> None:
+        if reason and not self.killed_for:
+            self.killed_for = reason
+        kill_tree(self.process.pid)
+        self.wait(10)
 
 
 class ProcessSandbox:
@@ -184,7 +214,7 @@ class ProcessSandbox:
         finally:
             listener.close()
             socket_path.unlink(missing_ok=True)
-        handle = WorkerHandle(
+        handle = ProcessWorkerHandle(
             process=process,
             channel=Channel(connection),
             workdir=workdir,

@@ -1,9 +1,10 @@
 """The sandboxed side of an evaluation: the only process that imports candidate code.
 
-It imports torch and Triton, captures the timing primitives and installs the launch counter
-before anything of the candidate's runs, then answers the judge's commands: load, run a
-trial, time, recheck, bye. It reports raw outputs and timings; every verdict is the judge's.
-Started as `python -m evaluators.worker SOCKET` in a private directory.
+It imports torch and Triton, captures the timing primitives, installs the launch counter and
+the runtime guards before anything of the candidate's runs, then answers the judge's commands:
+load, run a trial, time, recheck, bye. It reports raw outputs, timings, the ops a forward ran
+and what the guards saw; every verdict is the judge's. Started as
+`python -m evaluators.worker SOCKET` in a private directory.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ def _fresh_seed() -> int:
 
 
 class Worker:
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, workdir: Path) -> None:
         import torch
 
         from evaluators.compat import LaunchCounter, exact_float32, interpreter_enabled
+        from evaluators.guards import Guard
+        from evaluators.ops import OpRecorder
         from evaluators.timing import Clock, calibrate_sync_latency
 
         self.torch = torch
@@ -49,14 +52,21 @@ class Worker:
 
         self.manual_seed = torch.manual_seed
         self.seed_all = seed_all
+        # start torch's thread pool now: threads that appear during a forward are the candidate's
+        torch.ones(1 << 18).sum()
+        self.guard = Guard(workdir)
+        self.guard.install()
         self.launches = LaunchCounter()
         self.launches.install()
+        self.recorder_class = OpRecorder
+        self.nonce: Any = None
         self.model: Any = None
         self.get_inputs: Any = None
         self.candidate_path: Path | None = None
         self.last_inputs: list[Any] | None = None
         self.keepalive: list[Any] = []
         self.cuda_ipc = False  # the judge enables it once it has seen an IPC handle open
+        self.guard.baseline()  # last: everything above is the harness's own state
 
     # -- commands ------------------------------------------------------------------------
 
@@ -81,14 +91,19 @@ class Worker:
             self.keepalive.clear()  # the judge has copied whatever it mapped
             if message.type == "bye":
                 return
+            self.nonce = message.header.get("nonce")
             handler = handlers.get(message.type)
             if handler is None:
-                self.channel.send({"type": "error", "status": "infra_error", "message": f"unknown command {message.type!r}"})
+                self.send({"type": "error", "status": "infra_error", "message": f"unknown command {message.type!r}"})
                 continue
             try:
                 handler(message.header)
-            except Exception as error:  # anything the candidate raised, located in its file
+            except BaseException as error:  # anything the candidate raised (SystemExit too), located in its file
                 self.report_failure(error)
+
+    def send(self, header: dict[str, Any]) -> None:
+        """Answer the command being served: the judge takes no message without its nonce."""
+        self.channel.send(dict(header, nonce=self.nonce))
 
     def probe_ipc(self, command: dict[str, Any]) -> None:
         """Send a small tensor by CUDA IPC: the judge learns whether handles open across this sandbox."""
@@ -105,32 +120,49 @@ class Worker:
         self.get_inputs = reference.get_inputs
         init_inputs = list(reference.get_init_inputs())
         self.candidate_path = Path(command["candidate_file"]).resolve()
+        self.guard.candidate_file = str(self.candidate_path)
         try:
-            candidate = import_file(self.candidate_path, "candidate")
+            candidate = import_guarded(self.candidate_path, "candidate", self.guard.candidate_builtins())
             model_class = get_class(candidate, "ModelNew", self.candidate_path)
             self.seed_all(int(command["init_seed"]))
             model = construct(model_class, init_inputs, self.candidate_path)
             self.model = model.to(self.device) if hasattr(model, "to") else model
         except SourceProblem as problem:
-            self.channel.send(
+            self.send(
                 {"type": "error", "status": "compile_error", "stage": "load", "message": problem.message,
-                 "line": problem.line, "text": problem.text}
+                 "line": problem.line, "text": problem.text, "guard": self.guard.findings()}
             )
             return
-        self.channel.send({"type": "loaded"})
+        self.send({"type": "loaded", "guard": self.guard.findings()})
 
     def make_inputs(self, seed: int) -> list[Any]:
         self.seed_all(seed)
         with self.torch.device(self.device):
             return list(self.get_inputs())
 
-    def forward(self, inputs: list[Any]) -> list[Any]:
+    def forward(self, inputs: list[Any], ops: set[str] | None = None) -> list[Any]:
+        """One call of the candidate; with `ops`, the compute ops it ran outside Triton launches join it."""
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
         from evaluators.loading import flatten_outputs
 
-        with self.torch.no_grad():
-            result = self.model(*inputs)
+        recorder = self.recorder_class() if ops is not None else None
+        self.guard.recorder = recorder
+        try:
+            with self.torch.no_grad():
+                if recorder is None:
+                    result = self.model(*inputs)
+                else:
+                    with recorder:
+                        result = self.model(*inputs)
+                        if _get_current_dispatch_mode() is not recorder:
+                            ops.add("<op recorder removed>")
+        finally:
+            self.guard.recorder = None
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
+        if recorder is not None and ops is not None:
+            ops.update(recorder.compute_ops)
         return flatten_outputs(result)
 
     def send_outputs(self, header: dict[str, Any], groups: dict[str, list[Any]]) -> None:
@@ -142,16 +174,18 @@ class Worker:
                     raise TypeError(f"{name} {position} is a {type(tensor).__name__}, not a plain torch.Tensor")
                 if tensor.device != self.device:
                     raise TypeError(f"{name} {position} is on {tensor.device}, expected {self.device}")
+        header = dict(header, nonce=self.nonce)
         self.keepalive = send_tensor_groups(self.channel, header, groups, self.cuda_ipc)
 
     def run(self, command: dict[str, Any]) -> None:
         inputs = self.make_inputs(int(command["seed"]))
         self.launches.reset()
-        outputs = self.forward(inputs)
+        ops: set[str] = set()
+        outputs = self.forward(inputs, ops)
         launches = self.launches.count
         groups = {"outputs": outputs}
         if command.get("repeat"):
-            groups["repeat_outputs"] = self.forward(inputs)
+            groups["repeat_outputs"] = self.forward(inputs, ops)
         if command.get("send_inputs"):
             groups["inputs"] = [x for x in inputs if isinstance(x, self.torch.Tensor)]
         header = {
@@ -159,6 +193,8 @@ class Worker:
             "launches": launches,
             "kernels": dict(self.launches.kernels),
             "launch_hooks_intact": self.launches.intact(),
+            "ops": sorted(ops),
+            "guard": self.guard.findings(),
         }
         self.send_outputs(header, groups)
 
@@ -166,7 +202,7 @@ class Worker:
         from evaluators.timing import flush_buffer, timed_loop
 
         if self.clock is None:
-            self.channel.send({"type": "error", "status": "infra_error", "message": "timing needs a GPU"})
+            self.send({"type": "error", "status": "infra_error", "message": "timing needs a GPU"})
             return
         flush = flush_buffer(self.device, bool(command.get("flush_l2", True)))
 
@@ -187,7 +223,7 @@ class Worker:
             float(command.get("warmup_ms", 0.0)),
         )
         del flush
-        self.channel.send(
+        self.send(
             {
                 "type": "timing",
                 "stream_ms": [s.stream_ms for s in samples],
@@ -195,6 +231,7 @@ class Worker:
                 "launches": self.launches.count,
                 "warmup_calls": warmup_calls,
                 "tampered": self.clock.tampered() + ([] if self.launches.intact() else ["triton launch hooks"]),
+                "guard": self.guard.findings(),
             }
         )
 
@@ -207,8 +244,11 @@ class Worker:
                 with self.torch.no_grad():
                     target.copy_(source)
         self.launches.reset()
-        outputs = self.forward(inputs)
-        self.send_outputs({"type": "outputs", "launches": self.launches.count}, {"outputs": outputs})
+        ops: set[str] = set()
+        outputs = self.forward(inputs, ops)
+        header = {"type": "outputs", "launches": self.launches.count, "launch_hooks_intact": self.launches.intact(),
+                  "ops": sorted(ops), "guard": self.guard.findings()}
+        self.send_outputs(header, {"outputs": outputs})
 
     # -- failures ------------------------------------------------------------------------
 
@@ -218,7 +258,7 @@ class Worker:
         status = "compile_error" if _is_compile_error(error) else "runtime_error"
         where = self.candidate_path or Path("candidate.py")
         problem = located(error, where, "Triton compilation failed" if status == "compile_error" else "forward failed")
-        self.channel.send(
+        self.send(
             {
                 "type": "error",
                 "status": status,
@@ -226,8 +266,32 @@ class Worker:
                 "line": problem.line,
                 "text": problem.text,
                 "traceback": "".join(traceback.format_exception(error))[-4000:],
+                "guard": self.guard.findings(),
             }
         )
+
+
+def import_guarded(path: Path, module_name: str, guarded_builtins: dict[str, Any]) -> Any:
+    """Import the candidate with its own builtins (see Guard.candidate_builtins); errors located in its file."""
+    import importlib.util
+
+    from evaluators.loading import SourceProblem, located
+
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SourceProblem(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    module.__builtins__ = guarded_builtins  # type: ignore[attr-defined]
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        sys.modules.pop(module_name, None)
+        raise SourceProblem(f"syntax error: {error.msg}", error.lineno, error.text) from None
+    except BaseException as error:  # a candidate may raise anything at import, SystemExit too
+        sys.modules.pop(module_name, None)
+        raise located(error, path, "importing the module failed") from None
+    return module
 
 
 def _is_compile_error(error: BaseException) -> bool:
@@ -243,7 +307,7 @@ def main(argv: list[str]) -> int:
     sock.connect(argv[0])
     channel = Channel(sock)
     try:
-        worker = Worker(channel)
+        worker = Worker(channel, Path(argv[0]).resolve().parent)
         worker.serve()
     except Exception as error:  # the judge reads EOF plus our stderr
         print(f"worker failed: {type(error).__name__}: {error}", file=sys.stderr)

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from evaluators.protocol import Stage, Status
+from evaluators.judge import Judge
+from evaluators.protocol import Backend, Stage, Status
 from tests.conftest import make_request
 
 
@@ -92,11 +93,13 @@ def test_hang_is_timeout_within_the_limit(interpret_judge):
     assert elapsed < 6 + 15  # limit plus worker start-up and teardown
 
 
-def test_parent_secrets_never_reach_the_candidate(interpret_judge, monkeypatch):
+def test_parent_secrets_never_reach_the_candidate(monkeypatch):
     monkeypatch.setenv("KS_TEST_SECRET", "hunter2-canary")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-canary-key")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp-canary")
-    result = interpret_judge.evaluate(make_request("relu_reference.py", "relu_env_probe.py"))
+    # the static checks would reject the probe's reach for `os`: let it run, the environment must hold
+    judge = Judge.for_backend(Backend.triton_interpret, static_checks=False)
+    result = judge.evaluate(make_request("relu_reference.py", "relu_env_probe.py"))
     assert result.status == Status.ok
     assert "env-probe:" in result.log  # the probe ran and printed what it saw
     dumped = result.model_dump_json()
