@@ -162,7 +162,7 @@ class Guard:
                 wanted = [name] + [f"{name}.{item}" for item in fromlist or () if f"{name}.{item}" in sys.modules]
                 refused = [module for module in wanted if not module_allowed(module)]
             if refused:
-                guard._record("forbidden-import", f"candidate code imported {refused[0]!r}", guard._candidate_line())
+                guard.record("forbidden-import", f"candidate code imported {refused[0]!r}", guard._candidate_line())
                 raise ImportError(f"candidate code may not import {refused[0]!r}")
             return real_import(name, globals, locals, fromlist, level)
 
@@ -216,7 +216,7 @@ class Guard:
             detail = event if event != "object.__getattr__" else f"access to .{args[1]}"
             if rule == "file-access" and args:
                 detail = f"{event} {args[0]!r}"
-            self._record(rule, f"candidate code attempted {detail}", culprit.f_lineno)
+            self.record(rule, f"candidate code attempted {detail}", culprit.f_lineno)
         finally:
             self._local.busy = False
         raise Refused(f"kernelsmith: {rule}: {event} is not allowed in a candidate")
@@ -279,7 +279,7 @@ class Guard:
         # an import the candidate triggers reads modules from every entry of sys.path
         return resolved.endswith(MODULE_SUFFIXES) and any((resolved + os.sep).startswith(_root(p)) for p in sys.path if p)
 
-    def _record(self, rule: str, message: str, line: int | None) -> None:
+    def record(self, rule: str, message: str, line: int | None) -> None:
         if len(self.violations) < 20:
             self.violations.append(Violation(rule, message, line))
 
@@ -317,7 +317,7 @@ class Guard:
             if guard.candidate_file is not None:
                 frame = guard._acting(sys._getframe(1))
                 if frame is not None:
-                    guard._record("process-exit", f"candidate code called {name}", frame.f_lineno)
+                    guard.record("process-exit", f"candidate code called {name}", frame.f_lineno)
                     raise Refused(f"kernelsmith: {name} is not allowed in a candidate")
             return original(*args)
 
@@ -359,10 +359,13 @@ def _watched_namespaces() -> dict[str, Any]:
         if hasattr(torch._C, name):
             spaces[f"torch._C.{name}"] = getattr(torch._C, name)
     for module_name, module in list(sys.modules.items()):
+        spec_name = getattr(getattr(module, "__spec__", None), "name", "") or ""
+        if module_name == "__main__" and spec_name.startswith("evaluators."):
+            module_name = spec_name  # the worker itself runs as __main__
         if module_name.startswith("evaluators.") and module is not None:
             spaces[module_name] = module
             for key, value in vars(module).items():
-                if isinstance(value, type) and value.__module__ == module_name:
+                if isinstance(value, type) and value.__module__ in (module_name, "__main__"):
                     spaces[f"{module_name}.{key}"] = value
     from evaluators.compat import _launch_classes
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,7 +208,7 @@ class ProcessSandbox:
             stdout.close()
             stderr.close()
         try:
-            connection = _accept(listener, process, connect_timeout_s)
+            connection = accept_worker(listener, process.poll, connect_timeout_s)
         except Exception:
             kill_tree(process.pid)
             raise
@@ -221,7 +222,7 @@ class ProcessSandbox:
             network_isolated=self.isolate_network and _separate_network(process.pid),
             privileges_dropped=drop,
         )
-        handle._watchdog = threading.Thread(target=_watch, args=(handle, limits), daemon=True)
+        handle._watchdog = threading.Thread(target=watch, args=(handle, limits), daemon=True)
         handle._watchdog.start()
         return handle
 
@@ -278,7 +279,8 @@ def worker_environment(spec: BackendSpec | None, workdir: Path) -> dict[str, str
     return env
 
 
-def _accept(listener: socket.socket, process: subprocess.Popen[bytes], timeout_s: float) -> socket.socket:
+def accept_worker(listener: socket.socket, exit_code: Callable[[], int | None], timeout_s: float) -> socket.socket:
+    """The worker's connection, once it has started; `exit_code` tells whether it died first."""
     deadline = time.monotonic() + timeout_s
     listener.settimeout(0.2)
     while True:
@@ -287,8 +289,9 @@ def _accept(listener: socket.socket, process: subprocess.Popen[bytes], timeout_s
             connection.settimeout(None)
             return connection
         except TimeoutError:
-            if process.poll() is not None:
-                raise WorkerStartError(f"the worker exited with code {process.returncode} before connecting") from None
+            code = exit_code()
+            if code is not None:
+                raise WorkerStartError(f"the worker exited with code {code} before connecting") from None
             if time.monotonic() > deadline:
                 raise WorkerStartError(f"the worker did not connect within {timeout_s:.0f} s") from None
 
@@ -372,9 +375,10 @@ def _thread_count(pid: int) -> int:
         return 0
 
 
-def _watch(handle: WorkerHandle, limits: Limits) -> None:
+def watch(handle: WorkerHandle, limits: Limits) -> None:
+    """The watchdog: kills the worker's whole tree on too many processes, threads or too much memory."""
     while not handle._stop.wait(0.1):
-        if handle.process.poll() is not None:
+        if not handle.alive():
             return
         pids = descendants(handle.pid)
         if len(pids) > 32:

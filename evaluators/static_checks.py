@@ -32,11 +32,13 @@ FORBIDDEN_APIS = {
     "torch.load": "file-access",
     "torch.save": "file-access",
     "torch.overrides": "torch-internals",
-    "triton.testing": "timer-tampering",
+    "triton.testing": "triton-testing",
     "triton.runtime.build": "triton-internals",
     "triton.compiler": "triton-internals",
     "triton.tools": "triton-internals",
 }
+# modules that must not be reached through another's attributes either (`triton.runtime.autotuner.time`)
+REACH_FORBIDDEN = FORBIDDEN_ROOTS | {"inspect", "io", "pathlib", "time", "tempfile", "glob", "json", "struct"}
 DYNAMIC_CALLS = {"__import__", "eval", "exec", "compile", "globals", "vars", "locals", "breakpoint", "input"}
 # attributes that lead from an object to interpreter internals: frames, globals, code, every class
 ESCAPE_ATTRIBUTES = {
@@ -245,23 +247,20 @@ def forbidden_paths(tree: ast.Module, context: CheckContext) -> Iterator[Finding
     for node in ast.walk(tree):
         if not isinstance(node, (ast.Attribute, ast.Name)) or id(node) in seen:
             continue
-        for inner in ast.walk(node):
-            seen.add(id(inner))
         path = context.resolve(node)
         if not context.imported(path):
-            continue
+            continue  # `torch.sys.modules[...].socket`: its inner chain `torch.sys.modules` is visited next
+        seen.update(id(inner) for inner in ast.walk(node))  # one finding per chain
         assert path is not None
         parts = path.split(".")
-        for api, rule_name in FORBIDDEN_APIS.items():
-            if path == api or path.startswith(api + "."):
-                yield _reject(rule_name, f"uses {path}, which no Triton kernel needs", node)
-                break
-        else:
-            if parts[0] in FORBIDDEN_ROOTS or any(part in FORBIDDEN_ROOTS | {"inspect", "io", "pathlib"} for part in parts[1:]):
-                yield _reject("forbidden-module", f"reaches {path}: process, file, thread and interpreter "
-                              "modules are out of a candidate's reach", node)
-            elif any(part.startswith("_") and not (part.startswith("__") and part.endswith("__")) for part in parts):
-                yield _reject("private-internals", f"uses {path}, a private internal of torch or Triton", node)
+        api = next((api for api in FORBIDDEN_APIS if path == api or path.startswith(api + ".")), None)
+        if parts[0] in FORBIDDEN_ROOTS or any(part in REACH_FORBIDDEN for part in parts[1:]):
+            yield _reject("forbidden-module", f"reaches {path}: process, file, thread and interpreter "
+                          "modules are out of a candidate's reach", node)
+        elif api is not None:
+            yield _reject(FORBIDDEN_APIS[api], f"uses {path}, which no Triton kernel needs", node)
+        elif any(part.startswith("_") and not (part.startswith("__") and part.endswith("__")) for part in parts):
+            yield _reject("private-internals", f"uses {path}, a private internal of torch or Triton", node)
 
 
 @rule

@@ -171,6 +171,9 @@ class Worker:
         for name, tensors in groups.items():
             for position, tensor in enumerate(tensors):
                 if type(tensor) is not self.torch.Tensor:
+                    if isinstance(tensor, self.torch.Tensor):
+                        self.guard.record("tensor-subclass", f"forward returned a {type(tensor).__name__}, not a plain "
+                                          "torch.Tensor", None)
                     raise TypeError(f"{name} {position} is a {type(tensor).__name__}, not a plain torch.Tensor")
                 if tensor.device != self.device:
                     raise TypeError(f"{name} {position} is on {tensor.device}, expected {self.device}")
@@ -258,6 +261,8 @@ class Worker:
         status = "compile_error" if _is_compile_error(error) else "runtime_error"
         where = self.candidate_path or Path("candidate.py")
         problem = located(error, where, "Triton compilation failed" if status == "compile_error" else "forward failed")
+        if isinstance(error, (SystemExit, KeyboardInterrupt)):  # an attempt to end the worker
+            self.guard.record("process-exit", f"candidate code raised {type(error).__name__}", problem.line)
         self.send(
             {
                 "type": "error",

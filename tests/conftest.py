@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,23 @@ def interpret_judge():
     from evaluators.judge import Judge
 
     return Judge.for_backend(Backend.triton_interpret)
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox():
+    """The docker sandbox on the local test image (built when missing). Skipped where no daemon answers,
+    except where KERNELSMITH_REQUIRE_DOCKER is set, as CI sets it: there a missing daemon fails."""
+    from evaluators.sandbox_docker import DEFAULT_IMAGE, DockerSandbox, DockerUnavailable, build_image, docker_client
+
+    try:
+        client = docker_client()
+    except DockerUnavailable as error:
+        if os.environ.get("KERNELSMITH_REQUIRE_DOCKER"):
+            pytest.fail(f"{error} (KERNELSMITH_REQUIRE_DOCKER is set)")
+        pytest.skip(f"{error}: start dockerd to run the docker sandbox's tests (.ci/run does)")
+    if not client.images.list(name=DEFAULT_IMAGE):
+        build_image(client)
+    return DockerSandbox(client=client)
 
 
 def make_request(reference: str | Path, candidate: str | Path, trials: int = 2, **kwargs) -> EvalRequest:
