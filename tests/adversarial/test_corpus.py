@@ -5,12 +5,14 @@ secret of the evaluator's environment reaches a candidate or a result."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
 from evaluators.judge import Judge
 from evaluators.protocol import Backend, Status
-from evaluators.sandbox import Limits, ProcessSandbox, descendants
+from evaluators.sandbox import Limits, ProcessSandbox
+from evaluators.warm import WARM_LIMITS, WarmPool
 from evaluators.static_checks import check_candidate
 from tests.adversarial.corpus import Case, load_corpus, verdict
 from tests.conftest import make_request
@@ -65,18 +67,62 @@ def canaries():
             os.environ[name] = value
 
 
-@pytest.fixture(scope="module")
-def process_judge():
-    return Judge.for_backend(Backend.triton_interpret, sandbox=ProcessSandbox(), limits=LIMITS, static_checks=False)
+class RecordingPool(WarmPool):
+    """A warm pool that remembers the last worker it handed out, to check that nothing of it survives."""
+
+    last = None
+
+    def acquire(self, spec, limits):
+        self.last = super().acquire(spec, limits)
+        return self.last
+
+
+def _survivors(handle) -> list[str]:
+    """What is left of a closed worker: processes of its session (a process worker), or its container."""
+    if handle.sandbox == "docker":
+        from docker.errors import NotFound
+
+        try:
+            handle.container.reload()
+            return [f"container {handle.container.short_id}"]
+        except NotFound:
+            return []
+    left = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == handle.pid and fields[0] != "Z":  # the session the sandbox started the worker in
+            left.append(f"process {entry}")
+    return left
+
+
+def _judge(sandbox):
+    """A judge without static checks, fed by a warm pool: the next worker starts while a case runs."""
+    pool = RecordingPool(sandbox, size=1, limits=replace(WARM_LIMITS, memory_bytes=LIMITS.memory_bytes,
+                                                         processes=LIMITS.processes))
+    judge = Judge.for_backend(Backend.triton_interpret, sandbox=sandbox, workers=pool, limits=LIMITS,
+                              static_checks=False)
+    return judge, pool
 
 
 @pytest.fixture(scope="module")
-def docker_judge(docker_sandbox):
-    return Judge.for_backend(Backend.triton_interpret, sandbox=docker_sandbox, limits=LIMITS, static_checks=False)
+def process_judge(canaries):
+    judge, pool = _judge(ProcessSandbox())
+    yield judge
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def docker_judge(canaries, docker_sandbox):
+    judge, pool = _judge(docker_sandbox)
+    yield judge
+    pool.close()
 
 
 def _check_runtime_verdict(judge: Judge, case: Case, canaries: dict[str, str]) -> None:
-    before = set(descendants(os.getpid()))
     result = judge.evaluate(_request(case))
     got = verdict(result.status.value, _rule(result))
     assert got == case.expect_runtime, f"{case.name}: {got}: {result.message}\n{result.log[-2000:]}"
@@ -85,7 +131,7 @@ def _check_runtime_verdict(judge: Judge, case: Case, canaries: dict[str, str]) -
     for name, secret in canaries.items():
         assert secret not in dumped and name not in dumped, f"{case.name} leaked {name}"
     # nothing the candidate started outlives its evaluation
-    assert set(descendants(os.getpid())) <= before | {os.getpid()}
+    assert not _survivors(judge.workers.last), f"{case.name}: {_survivors(judge.workers.last)}"
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])

@@ -2,7 +2,7 @@
 # task: relu
 # expect: timeout
 # expect-runtime: timeout
-# time-limit: 8
+# time-limit: 5
 import torch
 import torch.nn as nn
 import triton
