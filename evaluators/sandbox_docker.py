@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import sys
 import tarfile
@@ -105,8 +106,9 @@ class DockerSandbox:
     name = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, host_python: bool = True, client: Any = None,
-                 workdir_root: str | None = None, python: str | None = None) -> None:
+                 workdir_root: str | None = None, python: str | None = None, wall_grace_s: float = WALL_GRACE_S) -> None:
         self.image = image
+        self.wall_grace_s = wall_grace_s
         self.host_python = host_python
         self._client = client
         self.workdir_root = workdir_root  # must be the same path for this process and the daemon
@@ -131,17 +133,22 @@ class DockerSandbox:
         listener.bind(str(socket_path))
         os.chmod(socket_path, 0o666)
         listener.listen(1)
+        container = None
         try:
-            container = self.client.containers.run(
+            # create, then start: `run` would try to pull a missing image, and nothing is ever pulled
+            container = self.client.containers.create(
                 self.image, [self.python, "-m", "evaluators.worker", str(socket_path)],
-                detach=True, **self._options(spec, limits, workdir),
+                **self._options(spec, limits, workdir),
             )
-        except ImageNotFound:
-            listener.close()
-            raise DockerUnavailable(f"the sandbox image {self.image} is missing: build it with "
-                                    "`python -m evaluators.sandbox_docker build-image`") from None
+            container.start()
         except DockerException as error:
             listener.close()
+            if container is not None:
+                container.remove(force=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+            if isinstance(error, ImageNotFound):
+                raise DockerUnavailable(f"the sandbox image {self.image} is missing: build it with "
+                                        "`python -m evaluators.sandbox_docker build-image`") from None
             raise WorkerStartError(f"docker could not start the worker: {error}") from None
         handle = DockerWorkerHandle(channel=Channel(socket.socket()), workdir=workdir, network_isolated=True,
                                     privileges_dropped=True, sandbox="docker", container=container)
@@ -150,12 +157,13 @@ class DockerSandbox:
         except Exception:
             handle.kill()
             handle._release()
+            shutil.rmtree(workdir, ignore_errors=True)
             raise
         finally:
             listener.close()
             socket_path.unlink(missing_ok=True)
         handle.channel = Channel(connection)
-        handle.deadline = time.monotonic() + limits.wall_s + WALL_GRACE_S
+        handle.deadline = time.monotonic() + limits.wall_s + self.wall_grace_s
         handle._watchdog = threading.Thread(target=_watch_container, args=(handle, limits), daemon=True)
         handle._watchdog.start()
         return handle

@@ -24,7 +24,13 @@ def interpret_judge():
 def docker_sandbox():
     """The docker sandbox on the local test image (built when missing). Skipped where no daemon answers,
     except where KERNELSMITH_REQUIRE_DOCKER is set, as CI sets it: there a missing daemon fails."""
-    from evaluators.sandbox_docker import DEFAULT_IMAGE, DockerSandbox, DockerUnavailable, build_image, docker_client
+    from evaluators.sandbox_docker import (
+        DEFAULT_IMAGE,
+        DockerSandbox,
+        DockerUnavailable,
+        build_image,
+        docker_client,
+    )
 
     try:
         client = docker_client()

@@ -12,8 +12,8 @@ import pytest
 from evaluators.judge import Judge
 from evaluators.protocol import Backend, Status
 from evaluators.sandbox import Limits, ProcessSandbox
-from evaluators.warm import WARM_LIMITS, WarmPool
 from evaluators.static_checks import check_candidate
+from evaluators.warm import WARM_LIMITS, WarmPool
 from tests.adversarial.corpus import Case, load_corpus, verdict
 from tests.conftest import make_request
 
