@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-triton30 demo lint clean
+.PHONY: install test test-triton30 demo lint clean sandbox-image
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ test-triton30: $(VENV30)/.installed
 demo: install
 	rm -f runs/demo.db runs/demo.db-wal runs/demo.db-shm
 	$(VENV)/bin/kernelsmith evolve level1/13_Softmax --max-evals 8 --db runs/demo.db --out runs/demo_best.py
+
+# the docker sandbox's local image: FROM scratch, nothing pulled; the host's Python is bind-mounted into it
+sandbox-image: install
+	$(PY) -m evaluators.sandbox_docker build-image
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -21,21 +21,14 @@ from evaluators.channel import ChannelError, ChannelTimeout, Message, decode_ten
 from evaluators.compare import compare_outputs
 from evaluators.compat import exact_float32
 from evaluators.loading import TaskError
-from evaluators.ops import ReferenceProfile, profile_reference, recomputes_reference
+from evaluators.ops import ReferenceProfile, profile_reference
 from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status, TimingStats, TrialResult
 from evaluators.reference import ReferenceData, ReferenceStore
+from evaluators.runtime_rules import Verdict, guard_findings, ops_verdict, rejection, speed_of_light_verdict
 from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
 from evaluators.speed_of_light import Peak, lower_bound, measured_copy_bandwidth, table_peak
 from evaluators.static_checks import check_candidate
 from evaluators.timing import MAX_WARMUP_CALLS, effective_times, wall_clock_consistent
-
-
-class Verdict(Exception):
-    """Ends an evaluation early with a status."""
-
-    def __init__(self, status: Status, stage: Stage, message: str, finding: Finding | None = None) -> None:
-        super().__init__(message)
-        self.status, self.stage, self.message, self.finding = status, stage, message, finding
 
 
 @dataclass
@@ -323,30 +316,12 @@ class _Evaluation:
     def _check_ops(self, message: Message, reference: ReferenceData) -> None:
         """The torch compute ops forward ran outside its Triton launches (recorded by the worker)."""
         ops = message.header.get("ops")
-        if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
-            raise Verdict(Status.rejected, self.stage, "the worker's op report is malformed",
-                          Finding(rule="channel-tampering", message="malformed op report"))
-        if not ops:
-            return
-        shown = ", ".join(ops[:8]) + (" ..." if len(ops) > 8 else "")
-        if "<op recorder removed>" in ops:
-            raise Verdict(Status.rejected, self.stage, "forward removed the harness's op recorder",
-                          Finding(rule="dispatch-tampering", message="the op recorder was popped during forward"))
-        if self.request.strict:
-            raise Verdict(Status.rejected, self.stage, f"strict mode: forward ran torch compute ops ({shown})",
-                          Finding(rule="strict-torch-compute", message=f"forward ran torch compute ops: {shown}"))
-        profile = self._profile(reference)
-        if recomputes_reference(ops, profile.compute_ops):
-            raise Verdict(
-                Status.rejected, self.stage,
-                f"forward recomputes the whole reference with torch ({', '.join(profile.compute_ops)}); "
-                "the Triton kernels must do the work",
-                Finding(rule="reference-recomputed", message=f"forward ran every compute op of the reference: {shown}"),
-            )
-        if not self._noted_ops:
+        need_profile = isinstance(ops, list) and bool(ops) and not self.request.strict
+        reference_ops = self._profile(reference).compute_ops if need_profile else []
+        note = ops_verdict(ops, self.request.strict, reference_ops, self.stage)
+        if note is not None and not self._noted_ops:
             self._noted_ops = True
-            self.findings.append(Finding(rule="torch-compute", severity="info",
-                                         message=f"forward also ran torch compute ops: {shown}"))
+            self.findings.append(note)
 
     def _profile(self, reference: ReferenceData) -> ReferenceProfile:
         """The reference's compute ops and FLOPs, measured once per reference."""
@@ -367,32 +342,7 @@ class _Evaluation:
             l2 = 0
         bound = lower_bound(self.judge.peak, reference.input_bytes, reference.output_bytes,
                             self._profile(reference).flops, l2)
-        if stats.median_ms < bound.floor_ms:
-            raise Verdict(
-                Status.rejected, Stage.timing,
-                f"{stats.median_ms:.4f} ms per call is faster than the device allows ({bound.floor_ms:.4f} ms: "
-                f"{bound.reason})",
-                Finding(rule="speed-of-light", message=f"median {stats.median_ms:.4f} ms under the physical "
-                        f"floor {bound.floor_ms:.4f} ms"),
-            )
-
-    def _check_guard(self, message: Message) -> None:
-        """What the worker's runtime guards saw: any finding rejects the candidate."""
-        found = message.header.get("guard", [])
-        valid = isinstance(found, list) and all(
-            isinstance(f, dict) and isinstance(f.get("rule"), str) and isinstance(f.get("message"), str)
-            and (f.get("line") is None or isinstance(f.get("line"), int)) for f in found
-        )
-        if not valid:
-            raise Verdict(Status.rejected, self.stage, "the worker's guard report is malformed",
-                          Finding(rule="channel-tampering", message="malformed guard report"))
-        if not found:
-            return
-        findings = [Finding(rule=f["rule"][:64], message=f["message"][:500], line=f.get("line")) for f in found]
-        self.findings.extend(findings[1:])
-        first = findings[0]
-        where = f" (candidate.py line {first.line})" if first.line else ""
-        raise Verdict(Status.rejected, self.stage, f"{first.rule}{where}: {first.message}", first)
+        speed_of_light_verdict(stats.median_ms, bound)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -443,7 +393,10 @@ class _Evaluation:
             raise Verdict(Status.rejected, self.stage, "a message on the harness channel did not answer the judge's "
                           f"command (forged {message.type!r}?)",
                           Finding(rule="channel-tampering", message="a message without the command's nonce"))
-        self._check_guard(message)
+        found = guard_findings(message.header, self.stage)
+        if found:
+            self.findings.extend(found[1:])
+            raise rejection(found[0], self.stage)
         if message.type == expected:
             if message.header.get("stream"):
                 self._decode(message)

@@ -1,0 +1,72 @@
+"""The judge's rules on what a worker reports at run time: guard findings, torch ops, the speed of light.
+
+Each rule reads what the (untrusted) worker sent, validates its shape, and either lets the
+evaluation go on or ends it with a Verdict naming the rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evaluators.ops import recomputes_reference
+from evaluators.protocol import Finding, Stage, Status
+from evaluators.speed_of_light import Bound
+
+
+class Verdict(Exception):
+    """Ends an evaluation early with a status."""
+
+    def __init__(self, status: Status, stage: Stage, message: str, finding: Finding | None = None) -> None:
+        super().__init__(message)
+        self.status, self.stage, self.message, self.finding = status, stage, message, finding
+
+
+def rejection(finding: Finding, stage: Stage) -> Verdict:
+    where = f" (candidate.py line {finding.line})" if finding.line else ""
+    return Verdict(Status.rejected, stage, f"{finding.rule}{where}: {finding.message}", finding)
+
+
+def _malformed(what: str, stage: Stage) -> Verdict:
+    return Verdict(Status.rejected, stage, f"the worker's {what} is malformed",
+                   Finding(rule="channel-tampering", message=f"malformed {what}"))
+
+
+def guard_findings(header: dict[str, Any], stage: Stage) -> list[Finding]:
+    """What the worker's runtime guards saw (evaluators/guards.py); each finding rejects the candidate."""
+    found = header.get("guard", [])
+    valid = isinstance(found, list) and all(
+        isinstance(f, dict) and isinstance(f.get("rule"), str) and isinstance(f.get("message"), str)
+        and (f.get("line") is None or isinstance(f.get("line"), int)) for f in found
+    )
+    if not valid:
+        raise _malformed("guard report", stage)
+    return [Finding(rule=f["rule"][:64], message=f["message"][:500], line=f.get("line")) for f in found]
+
+
+def ops_verdict(ops: Any, strict: bool, reference_ops: list[str], stage: Stage) -> Finding | None:
+    """Torch compute ops forward ran outside its kernels: rejected in strict mode or when they redo
+    the whole reference; otherwise an info finding (returned) lists them."""
+    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+        raise _malformed("op report", stage)
+    if not ops:
+        return None
+    shown = ", ".join(ops[:8]) + (" ..." if len(ops) > 8 else "")
+    if "<op recorder removed>" in ops:
+        raise rejection(Finding(rule="dispatch-tampering", message="forward removed the harness's op recorder"), stage)
+    if strict:
+        raise rejection(Finding(rule="strict-torch-compute", message=f"strict mode: forward ran torch compute ops "
+                                f"({shown})"), stage)
+    if recomputes_reference(ops, reference_ops):
+        raise rejection(Finding(rule="reference-recomputed", message="forward recomputes the whole reference with "
+                                f"torch ({', '.join(reference_ops)}); the Triton kernels must do the work"), stage)
+    return Finding(rule="torch-compute", severity="info", message=f"forward also ran torch compute ops: {shown}")
+
+
+def speed_of_light_verdict(median_ms: float, bound: Bound) -> None:
+    if median_ms < bound.floor_ms:
+        raise Verdict(
+            Status.rejected, Stage.timing,
+            f"{median_ms:.4f} ms per call is faster than the device allows ({bound.floor_ms:.4f} ms: {bound.reason})",
+            Finding(rule="speed-of-light", message=f"median {median_ms:.4f} ms under the physical floor "
+                    f"{bound.floor_ms:.4f} ms ({bound.reason})"),
+        )
