@@ -143,8 +143,19 @@ class Guard:
         """What must not change while candidate code runs: taken last, just before it is imported."""
         self._snapshot = {name: (space, dict(vars(space))) for name, space in _watched_namespaces().items()}
         self._signals = _signal_handlers()
+
+    def enter(self) -> None:
+        """Candidate code is about to run (its import, or a forward): count the threads."""
         self._threads = set(threading.enumerate())
         self._os_threads = _os_thread_count()
+
+    def leave(self) -> None:
+        """It returned: a thread it started and left running is a stray (the harness's own don't count)."""
+        threads = [t.name for t in threading.enumerate() if t not in self._threads and t.is_alive()]
+        extra = _os_thread_count() - self._os_threads
+        if threads or extra > 0:
+            what = f"Python threads {threads}" if threads else f"{extra} more OS thread(s)"
+            self.record("stray-thread", f"left {what} running", None)
 
     def candidate_builtins(self) -> dict[str, Any]:
         """The candidate module's builtins: imports limited to ALLOWED_MODULES, no debugger or stdin."""
@@ -174,7 +185,8 @@ class Guard:
     # -- reports ------------------------------------------------------------------------
 
     def findings(self) -> list[dict[str, Any]]:
-        """Everything the candidate did or left behind since the last report (violations are consumed)."""
+        """What the candidate did or left behind: violations since the last report (consumed), and
+        functions and signal handlers changed since the baseline."""
         found = [v.as_finding() for v in self.violations]
         self.violations = []
         replaced = self._replaced()
@@ -183,11 +195,6 @@ class Guard:
         changed = [signal.Signals(s).name for s, h in _signal_handlers().items() if self._signals.get(s) is not h]
         if changed:
             found.append({"rule": "signal-handler", "message": f"installed handlers for {', '.join(changed)}", "line": None})
-        threads = [t.name for t in threading.enumerate() if t not in self._threads and t.is_alive()]
-        extra = _os_thread_count() - self._os_threads
-        if threads or extra > 0:
-            what = f"Python threads {threads}" if threads else f"{extra} more OS thread(s)"
-            found.append({"rule": "stray-thread", "message": f"left {what} running", "line": None})
         return found
 
     def _replaced(self) -> list[str]:

@@ -44,6 +44,7 @@ class Worker:
             torch.cuda.init()
             self.clock: Clock | None = Clock.capture(self.device)
             self.sync_latency_ms = calibrate_sync_latency(self.clock)
+            _start_triton_driver()
         else:
             self.device = torch.device("cpu")
             self.clock = None
@@ -66,7 +67,6 @@ class Worker:
         self.last_inputs: list[Any] | None = None
         self.keepalive: list[Any] = []
         self.cuda_ipc = False  # the judge enables it once it has seen an IPC handle open
-        self.guard.baseline()  # last: everything above is the harness's own state
 
     # -- commands ------------------------------------------------------------------------
 
@@ -120,13 +120,16 @@ class Worker:
         self.get_inputs = reference.get_inputs
         init_inputs = list(reference.get_init_inputs())
         self.candidate_path = Path(command["candidate_file"]).resolve()
+        self.guard.baseline()  # last: everything before is the harness's and the reference's own state
         self.guard.candidate_file = str(self.candidate_path)
+        self.guard.enter()
         try:
             candidate = import_guarded(self.candidate_path, "candidate", self.guard.candidate_builtins())
             model_class = get_class(candidate, "ModelNew", self.candidate_path)
             self.seed_all(int(command["init_seed"]))
             model = construct(model_class, init_inputs, self.candidate_path)
             self.model = model.to(self.device) if hasattr(model, "to") else model
+            self.guard.leave()
         except SourceProblem as problem:
             self.send(
                 {"type": "error", "status": "compile_error", "stage": "load", "message": problem.message,
@@ -148,6 +151,7 @@ class Worker:
 
         recorder = self.recorder_class() if ops is not None else None
         self.guard.recorder = recorder
+        self.guard.enter()
         try:
             with self.torch.no_grad():
                 if recorder is None:
@@ -161,6 +165,7 @@ class Worker:
             self.guard.recorder = None
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
+        self.guard.leave()
         if recorder is not None and ops is not None:
             ops.update(recorder.compute_ops)
         return flatten_outputs(result)
@@ -215,6 +220,7 @@ class Worker:
 
         fresh = bool(command.get("fresh_inputs", True))
         self.launches.reset()
+        self.guard.enter()
         samples, warmup_calls = timed_loop(
             lambda inputs: self.model(*inputs),
             next_inputs,
@@ -226,6 +232,7 @@ class Worker:
             float(command.get("warmup_ms", 0.0)),
         )
         del flush
+        self.guard.leave()
         self.send(
             {
                 "type": "timing",
@@ -274,6 +281,19 @@ class Worker:
                 "guard": self.guard.findings(),
             }
         )
+
+
+def _start_triton_driver() -> None:
+    """Build Triton's driver helpers now, as the harness: a candidate that asks the driver for device
+    properties at import would otherwise have Triton run the C compiler on its behalf, which the
+    guards refuse."""
+    try:
+        from triton.runtime import driver
+
+        driver.active.get_current_target()
+        getattr(driver.active, "utils", None)
+    except Exception:  # a driver without these (MetaX's fork, older Triton): its first launch builds them
+        pass
 
 
 def import_guarded(path: Path, module_name: str, guarded_builtins: dict[str, Any]) -> Any:

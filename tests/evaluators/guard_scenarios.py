@@ -118,12 +118,14 @@ def main() -> None:
         recorder = OpRecorder()
         guard.recorder = recorder
         error = None
+        guard.enter()
         try:
             with recorder:
                 getattr(module, name)(str(workdir))
         except BaseException as failure:  # what the candidate would see
             error = type(failure).__name__
         guard.recorder = None
+        guard.leave()
         findings = guard.findings()
         print(json.dumps({"scenario": name, "findings": findings, "error": error, "ops": recorder.compute_ops}),
               flush=True)
@@ -133,8 +135,6 @@ def main() -> None:
             import signal
 
             signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-        if name == "thread":
-            guard.baseline()
 
 
 if __name__ == "__main__":
