@@ -28,7 +28,6 @@ from typing import Any
 
 from evaluators.backends import BackendSpec
 from evaluators.channel import Channel
-from evaluators.protocol import Backend
 from evaluators.sandbox import (
     LOG_TAIL_BYTES,
     UNPRIVILEGED_UID,
@@ -193,19 +192,14 @@ class DockerSandbox:
                      Ulimit(name="core", soft=0, hard=0)],
             labels={"kernelsmith.worker": "1"},
         )
-        if spec.device_index is not None and spec.backend == Backend.triton_nvidia:
-            from evaluators.backends import visible_device
-
-            options["device_requests"] = [DeviceRequest(device_ids=[visible_device(spec.device_index)],
-                                                        capabilities=[["gpu"]])]
-            env["CUDA_VISIBLE_DEVICES"] = "0"  # the one GPU the container sees
-        elif spec.device_index is not None:
-            devices = getattr(spec, "docker_devices", None)
-            groups = getattr(spec, "docker_group_add", None)
-            if devices is not None:
-                options["devices"] = list(devices())
-            if groups is not None:
-                options["group_add"] = list(groups())
+        # the GPU: NVIDIA's by device request, MetaX's by device files and the `video` group
+        env.update(spec.container_env())
+        if spec.docker_device_requests():
+            options["device_requests"] = [DeviceRequest(**request) for request in spec.docker_device_requests()]
+        if spec.docker_devices():
+            options["devices"] = spec.docker_devices()
+        if spec.docker_group_add():
+            options["group_add"] = spec.docker_group_add()
         return options
 
 
