@@ -60,7 +60,6 @@ class ReferenceData:
     # outputs by seed; empty when they are too large to keep beside the candidate (then recomputed)
     outputs: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     baselines: dict[str, TimingStats] = field(default_factory=dict)
-    loop_overhead_ms: float = 0.0  # per call: inputs, flush and synchronizes, measured with a no-op
     input_bytes: int = 0
     output_bytes: int = 0
     output_elements: int = 1
@@ -201,7 +200,6 @@ def _time_baselines(
 
     with torch.no_grad():
         # the loop's own cost per call (inputs, flush, synchronizes): the wall-clock cross-check needs it
-        _, data.loop_overhead_ms = measure(lambda inputs: None)
         if "eager" in settings.baselines:
             eager, _ = measure(lambda inputs: model(*inputs))
             data.baselines["eager"] = TimingStats.from_samples(eager)
