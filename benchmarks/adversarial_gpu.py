@@ -118,12 +118,17 @@ class Case:
     static_checks: bool = False  # off: the runtime layers must hold alone
     peak: Peak | None = None  # force the judge's device limits
     findings: list[str] = field(default_factory=list)  # rules that must also be reported
+    # another verdict that also denies the attack (then `findings` need not appear)
+    or_else: str | None = None
 
 
 CASES = [
     Case("honest", HONEST, "ok"),
     Case("honest, static checks on", HONEST, "ok", static_checks=True),
-    Case("side stream", SIDE_STREAM, "ok", timed_only=True, findings=["unjoined-stream"]),
+    # hidden work longer than the host's synchronize latency is detected and counted (ok, with the
+    # finding); shorter hidden work leaves stream times below the device's limits (speed-of-light)
+    Case("side stream", SIDE_STREAM, "ok", timed_only=True, findings=["unjoined-stream"],
+         or_else="rejected/speed-of-light"),
     Case("patched cuda.Event.elapsed_time", PATCHED_EVENT, "rejected/monkey-patch"),
     Case("patched time.perf_counter", PATCHED_CLOCK, "rejected/monkey-patch"),
     Case("address-keyed cache", ADDRESS_CACHE, "incorrect", timed_only=True),
@@ -172,7 +177,7 @@ def main() -> int:
         median = result.timing.median_ms if result.timing else None
         if case.name == "honest":
             honest_ms = median
-        hit = got == case.expect and all(rule in rules for rule in case.findings)
+        hit = (got == case.expect and all(rule in rules for rule in case.findings)) or got == case.or_else
         if case.name == "side stream" and median is not None and honest_ms:
             hit = hit and median >= 0.8 * honest_ms  # the side stream's work was counted
         misses += not hit

@@ -114,6 +114,7 @@ async def measure(label: str, devices: list[int] | None, cpu_workers: int | None
             # from acquiring a worker to its `ready`: what the warm pool takes off each candidate
             "mean_worker_start_s": round(sum(r.phase_s.get("worker_start", 0.0) for r in results) / len(results), 3),
             "statuses": dict(Counter(r.status.value for r in results)),
+            "not_ok": [f"{r.status.value}: {r.message[:300]}" for r in results if r.status.value != "ok"],
             "per_slot": dict(sorted(per_slot.items())),
             "warm_hits": stats.hits if stats else None, "warm_misses": stats.misses if stats else None,
             # workers starting beside a timed candidate must not disturb its timing: these should agree

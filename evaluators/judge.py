@@ -247,20 +247,21 @@ class _Evaluation:
 
     def _time(self, reference: ReferenceData, sync_latency_ms: float) -> None:
         settings = self.request.timing
-        command = {"type": "time", "repetitions": settings.repetitions, "warmup": settings.warmup,
-                   "warmup_ms": settings.warmup_ms, "flush_l2": settings.flush_l2,
-                   "fresh_inputs": settings.fresh_inputs}
-        # the loop's own cost in this worker (inputs, flush, guards, synchronizes), by our clock
+        command = {"type": "time", "repetitions": settings.repetitions, "warmup": 0, "warmup_ms": 0.0,
+                   "flush_l2": settings.flush_l2, "fresh_inputs": settings.fresh_inputs}
+        # three phases, each on our clock: warm-up (untimed), the loop with nothing called (its own cost
+        # in this worker: inputs, flush, spin, guards, synchronizes), then the timed repetitions
+        self._send(dict(command, repetitions=0, warmup=settings.warmup, warmup_ms=settings.warmup_ms))
+        warmed = self._receive("timing")
         started = time.perf_counter()
         self._send(dict(command, null=True))
-        null = self._receive("timing")
-        null_calls = null.header.get("warmup_calls")
-        loop_overhead_ms = (time.perf_counter() - started) * 1000.0 / (
-            settings.repetitions + (null_calls if isinstance(null_calls, int) and null_calls > 0 else settings.warmup))
+        self._receive("timing")
+        loop_overhead_ms = (time.perf_counter() - started) * 1000.0 / settings.repetitions
         started = time.perf_counter()
         self._send(command)
         message = self._receive("timing")
         wall_s = time.perf_counter() - started
+        message.header["warmup_calls"] = warmed.header.get("warmup_calls")
         tampered = message.header.get("tampered") or []
         if tampered:
             raise Verdict(Status.rejected, Stage.timing, f"timing primitives were replaced: {', '.join(map(str, tampered))}",
@@ -291,7 +292,7 @@ class _Evaluation:
             ))
         stats = TimingStats.from_samples(times)
         consistent, implied = wall_clock_consistent(
-            stats.median_ms, wall_s, settings.repetitions + warmup_calls, loop_overhead_ms
+            stats.median_ms, wall_s, settings.repetitions, loop_overhead_ms
         )
         if not consistent:
             raise Verdict(Status.rejected, Stage.timing,
