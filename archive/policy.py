@@ -34,6 +34,13 @@ class PolicyConfig(BaseModel):
         2, ge=0, description="elites each island sends to the next one per migration"
     )
     exploit: float = Field(0.6, ge=0, description="weight of drawing the parent from the island's elites")
+    exploit_focus: float = Field(
+        0.5, ge=0, lt=1, description="an exploit draw weighs the i-th best elite by (1 - exploit_focus)**i; 0: uniform"
+    )
+    pooled_until: int = Field(
+        8, ge=0, description="an island holding fewer programs than this also draws exploit parents from the "
+        "run's elites; 0: never",
+    )
     explore: float = Field(0.3, ge=0, description="weight of drawing it from the diversity grid or uniformly")
     fix: float = Field(0.1, ge=0, description="weight of drawing a recent failure to repair")
     explore_uniform: float = Field(
@@ -226,12 +233,21 @@ class Policy:
         if mode == Mode.fix:
             parent = rng.choice(self.recent_failures(island))
         elif mode == Mode.exploit:
-            parent = rng.choice(_distinct_best(members)[: self.config.elite_count])
+            parent = self._exploit(rng, members)
         elif rng.random() < self.config.explore_uniform:
             parent = rng.choice(_distinct_best(members, by_age=True))
         else:
             parent = rng.choice(list(self.cells().values()))
         return Selection(mode, parent, self._inspirations(rng, members, parent), island)
+
+    def _exploit(self, rng: random.Random, members: list[Candidate]) -> Candidate:
+        # a young island's few programs are no elite: until it fills up, it draws from the whole run's elites
+        pool = members if len(members) >= self.config.pooled_until else self.candidates
+        elites = _distinct_best(pool)[: self.config.elite_count]
+        if not self.config.exploit_focus:
+            return rng.choice(elites)
+        decay = 1.0 - self.config.exploit_focus  # rank-weighted: the best elite most often, the rest still drawn
+        return rng.choices(elites, weights=[decay**rank for rank in range(len(elites))])[0]
 
     def _inspirations(
         self, rng: random.Random, members: list[Candidate], parent: Candidate

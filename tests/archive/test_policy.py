@@ -322,3 +322,35 @@ def test_a_resumed_run_rebuilds_the_policy_and_makes_the_same_choices(tmp_path, 
         assert resumed.select() == selection
         step(selection, index, live, resumed)
     db.close()
+
+
+def ok_on(program_id: int, island: int, speedup: float) -> Candidate:
+    return Candidate(
+        program_id, f"code-{program_id}", island, None, Fitness(Status.ok, Stage.done, speedup),
+        Descriptor(1, False, 0, 0),
+    )
+
+
+def test_exploit_draws_favour_the_best_elite_as_configured():
+    # eight elites, best first: with exploit_focus 0.5 each is drawn half as often as the one above it
+    history = [ok_on(i, 0, float(10 - i)) for i in range(1, 9)]
+    focused = [pick[2] for pick in choices(policy_of(history, exploit=1, explore=0, fix=0, islands=1), 2000)]
+    assert 0.45 < focused.count(1) / 2000 < 0.56 and 0.2 < focused.count(2) / 2000 < 0.3
+    assert set(focused) == set(range(1, 9))  # the others are still drawn
+    uniform = [pick[2] for pick in choices(
+        policy_of(history, exploit=1, explore=0, fix=0, islands=1, exploit_focus=0), 2000)]
+    assert all(0.09 < uniform.count(i) / 2000 < 0.16 for i in range(1, 9))
+
+
+def test_a_young_island_draws_exploit_parents_from_the_whole_run_until_it_fills_up():
+    # the seed (fast) lives on island 0; island 1 holds one slow child of it
+    history = [ok_on(1, 0, 2.0), ok_on(2, 1, 0.5)]
+    picks = [pick[2] for pick in choices(
+        policy_of(history, exploit=1, explore=0, fix=0, islands=2, pooled_until=3), 200, island=1)]
+    assert set(picks) == {1, 2} and picks.count(1) > picks.count(2)  # the faster seed, most often
+    alone = choices(policy_of(history, exploit=1, explore=0, fix=0, islands=2, pooled_until=0), 50, island=1)
+    assert {pick[2] for pick in alone} == {2}
+    # once the island holds pooled_until programs, it draws from its own
+    grown = history + [ok_on(3, 1, 0.6), ok_on(4, 1, 0.7)]
+    picks = choices(policy_of(grown, exploit=1, explore=0, fix=0, islands=2, pooled_until=3), 200, island=1)
+    assert {pick[2] for pick in picks} == {2, 3, 4}
