@@ -69,12 +69,17 @@ def check_reference_source(source: str) -> None:
         )
 
 
-def import_file(path: Path, module_name: str) -> ModuleType:
-    """Import a module from a file; errors become SourceProblem located in that file."""
+def import_file(path: Path, module_name: str, builtins: dict[str, Any] | None = None) -> ModuleType:
+    """Import a module from a file; errors become SourceProblem located in that file.
+
+    `builtins`, when given, replaces the module's builtins before any of its code runs (the
+    worker gives candidates a guarded set)."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise SourceProblem(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    if builtins is not None:
+        module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)

@@ -300,25 +300,9 @@ def _start_triton_driver() -> None:
 
 def import_guarded(path: Path, module_name: str, guarded_builtins: dict[str, Any]) -> Any:
     """Import the candidate with its own builtins (see Guard.candidate_builtins); errors located in its file."""
-    import importlib.util
+    from evaluators.loading import import_file
 
-    from evaluators.loading import SourceProblem, located
-
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise SourceProblem(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    module.__builtins__ = guarded_builtins  # type: ignore[attr-defined]
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as error:
-        sys.modules.pop(module_name, None)
-        raise SourceProblem(f"syntax error: {error.msg}", error.lineno, error.text) from None
-    except BaseException as error:  # a candidate may raise anything at import, SystemExit too
-        sys.modules.pop(module_name, None)
-        raise located(error, path, "importing the module failed") from None
-    return module
+    return import_file(path, module_name, builtins=guarded_builtins)
 
 
 def _is_compile_error(error: BaseException) -> bool:
