@@ -23,6 +23,10 @@ def resolve_url(location: str | os.PathLike[str] | None) -> URL:
     """A SQLAlchemy URL for a path, a URL string, or None (the default file in the current directory)."""
     if location is None:
         location = DEFAULT_PATH
+    if str(location) == ":memory:":
+        # SQLite's in-memory name would otherwise become a file called ":memory:"; a search's lineage
+        # is meant to outlive its process, so say what to use instead
+        raise ArchiveError("an archive cannot live in memory: give a file path (a temporary one for throwaway runs)")
     if isinstance(location, os.PathLike) or "://" not in str(location):
         path = Path(location).expanduser().resolve()
         if path.is_dir():

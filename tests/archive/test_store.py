@@ -207,3 +207,10 @@ def test_infra_errors_are_never_reused(db: archive.Archive, make_result):
     )
     db.add_evaluation(program, make_result(Status.infra_error, stage=Stage.queued, backend="triton-nvidia"))
     assert db.find_cached_result("softmax", "triton-nvidia", SEED) == failure
+
+
+def test_an_in_memory_archive_is_refused_rather_than_written_to_a_file_named_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArchiveError, match="cannot live in memory"):
+        archive.open(":memory:")
+    assert not (tmp_path / ":memory:").exists()
