@@ -29,6 +29,7 @@ from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStart
 from evaluators.speed_of_light import Peak, lower_bound, measured_copy_bandwidth, table_peak
 from evaluators.static_checks import check_candidate
 from evaluators.timing import MAX_WARMUP_CALLS, effective_times, wall_clock_consistent
+from evaluators.warm import cpu_hard_limit, cpu_seconds
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Evaluation:
         self.trials: list[TrialResult] = []
         self.stage = Stage.static_check
         self.worker: WorkerHandle | None = None
+        self.limits = judge.limits
         self.deadline = 0.0
         self.result = EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued)
         self.max_elements = 1024
@@ -141,6 +143,7 @@ class _Evaluation:
     def _run_worker(self, reference: ReferenceData) -> None:
         self.stage = Stage.load
         limits = replace(self.judge.limits, wall_s=self.request.time_limit_s, cpu_s=int(self.request.time_limit_s * 4) + 60)
+        self.limits = limits
         pool = self.judge.workers
         self.worker = pool.acquire(self.spec, limits) if pool is not None else self.judge.sandbox.start(self.spec, limits)
         self.worker.channel.max_blob_bytes = 4 * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
@@ -195,9 +198,22 @@ class _Evaluation:
         self._send(
             {"type": "load", "reference_file": str(workdir / "reference.py"),
              "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,
-             "cuda_ipc": cuda_ipc}
+             "cuda_ipc": cuda_ipc, "cpu_s": self.limits.cpu_s}
         )
         self._receive("loaded")
+        self._check_cpu_limit()
+
+    def _check_cpu_limit(self) -> None:
+        """The worker lowered its own CPU limit before loading anything: read it back from outside."""
+        assert self.worker is not None
+        try:
+            hard = cpu_hard_limit(self.worker.pid)
+            spent = cpu_seconds(self.worker.pid)
+        except (OSError, ValueError, StopIteration, NotImplementedError):
+            return  # not a process of this host (a container's own limits hold it)
+        if hard is None or hard > spent + self.limits.cpu_s + 10:
+            raise Verdict(Status.infra_error, Stage.load,
+                          f"the worker's CPU limit is {hard} s, above the {self.limits.cpu_s} s this request allows")
 
     def _trials(self, reference: ReferenceData) -> None:
         for index, seed in enumerate(reference.trial_seeds):

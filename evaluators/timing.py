@@ -59,22 +59,32 @@ class Clock:
             events=[torch.cuda.Event(enable_timing=True) for _ in range(3)],
             spin=getattr(torch.cuda, "_sleep", None),
         )
-        clock._calibrate_spin()
+        clock.calibrate_spin()
         clock._public = _public_primitives()
         return clock
 
-    def _calibrate_spin(self) -> None:
+    def calibrate_spin(self) -> None:
+        """Cycles of the spin kernel per millisecond at the clock the GPU runs timed work at.
+
+        The spin counts SM cycles, so its length follows the SM clock. Measured on an idle GPU
+        (a worker started ahead of need), the clock is low and the count too small: at full clock
+        the spin would then be far shorter than SPIN_MS and stop covering the host's time issuing
+        a call. So the GPU is kept busy first, and the fastest of several measurements counts:
+        at any lower clock the spin only lasts longer.
+        """
         if self.spin is None:
             return
         start, end, _ = self.events
-        for _ in range(2):  # the first run pays for loading the kernel
-            stream = self.current_stream()
+        stream = self.current_stream()
+        self.spin(20_000_000)  # raise the clock (and load the kernel)
+        fastest = float("inf")
+        for _ in range(5):
             self.record(start, stream)
             self.spin(1_000_000)
             self.record(end, stream)
             self.event_synchronize(end)
-        elapsed = self.elapsed(start, end)
-        self.cycles_per_ms = 1_000_000 / elapsed if elapsed > 0 else 0.0
+            fastest = min(fastest, self.elapsed(start, end))
+        self.cycles_per_ms = 1_000_000 / fastest if 0 < fastest < float("inf") else 0.0
 
     def spin_for(self, ms: float) -> None:
         if self.spin is not None and self.cycles_per_ms > 0 and ms > 0:

@@ -181,11 +181,18 @@ class WarmPool:
             self.limits.memory_bytes, self.limits.processes, self.limits.file_bytes) and limits.cpu_s <= self.limits.cpu_s
 
     def _hold_to(self, handle: WorkerHandle, limits: Limits) -> bool:
-        """Lower a pre-started worker's CPU limit to what the request allows from now on."""
+        """Lower a pre-started worker's CPU limit to what the request allows from now on.
+
+        A judge may not change the limits of a worker running as another user without
+        CAP_SYS_RESOURCE (a container's root usually lacks it): the worker is handed out all the
+        same, lowers its own limit when it loads the candidate, and the judge reads it back.
+        """
         try:
             spent = cpu_seconds(handle.pid)
             allowed = int(spent) + 1 + limits.cpu_s  # start-up is not charged to the candidate
             resource.prlimit(handle.pid, resource.RLIMIT_CPU, (allowed, allowed + 5))
+        except PermissionError:
+            return True
         except (OSError, ValueError):
             return False
         return True
@@ -197,3 +204,11 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().decode().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_hard_limit(pid: int) -> int | None:
+    """A process's hard RLIMIT_CPU in seconds, from /proc (None: unlimited)."""
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max cpu time"))
+    value = line.split()[4]
+    return None if value == "unlimited" else int(value)

@@ -115,6 +115,7 @@ class Worker:
     def load(self, command: dict[str, Any]) -> None:
         from evaluators.loading import SourceProblem, construct, get_class, import_file
 
+        limit_own_cpu(command.get("cpu_s"))  # first: no code of the task or the candidate has run yet
         self.cuda_ipc = bool(command.get("cuda_ipc")) and self.device.type == "cuda"
         reference = import_file(Path(command["reference_file"]), "kernelsmith_reference")
         self.get_inputs = reference.get_inputs
@@ -235,6 +236,8 @@ class Worker:
         )
         del flush
         self.guard.leave()
+        if int(command["repetitions"]) == 0:  # the warm-up phase: the GPU runs at its working clock now
+            self.clock.calibrate_spin()
         self.send(
             {
                 "type": "timing",
@@ -283,6 +286,26 @@ class Worker:
                 "guard": self.guard.findings(),
             }
         )
+
+
+def limit_own_cpu(cpu_s: Any) -> None:
+    """Allow this process `cpu_s` more CPU seconds from now, the hard limit 5 s above.
+
+    A warm worker was started before its request was known, with the most CPU any request may
+    have; a judge that may not lower another user's limits from outside (no CAP_SYS_RESOURCE)
+    relies on this, and reads the limit back from /proc once the candidate is loaded. A process
+    can lower its hard limit but never raise it again: the candidate cannot undo it.
+    """
+    if not isinstance(cpu_s, int) or isinstance(cpu_s, bool) or cpu_s <= 0:
+        return
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    allowed = int(usage.ru_utime + usage.ru_stime) + 1 + cpu_s
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    hard = allowed + 5 if hard == resource.RLIM_INFINITY else min(hard, allowed + 5)
+    soft = allowed if soft == resource.RLIM_INFINITY else min(soft, allowed, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _start_triton_driver() -> None:

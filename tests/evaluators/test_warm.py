@@ -10,9 +10,9 @@ import pytest
 from evaluators.backends import resolve
 from evaluators.judge import Judge
 from evaluators.protocol import Backend, Status
-from evaluators.sandbox import Limits
-from evaluators.warm import WarmPool, cpu_seconds
-from tests.evaluators.servers import relu_request
+from evaluators.sandbox import Limits, ProcessSandbox
+from evaluators.warm import WARM_LIMITS, WarmPool, cpu_hard_limit, cpu_seconds
+from tests.evaluators.servers import RELU_CANDIDATE, RELU_REFERENCE, relu_request
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,17 @@ def cpu_limit(pid: int) -> int:
     with open(f"/proc/{pid}/limits") as f:
         line = next(line for line in f if line.startswith("Max cpu time"))
     return int(line.split()[3])
+
+
+class Handed:
+    """Hands the judge one worker started ahead with the warm limits untouched: the state a pool
+    leaves it in where it may not lower another user's limits (no CAP_SYS_RESOURCE)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def acquire(self, spec, limits):
+        return self.handle
 
 
 def test_a_judge_gets_a_started_worker_held_to_the_request_limits(pool, spec, ready):
@@ -90,3 +101,37 @@ def test_other_limits_get_a_cold_start_and_close_ends_every_worker(pool, spec, r
     for handle in ready:
         handle.process.wait(timeout=10)
         assert not handle.workdir.exists()
+
+
+def test_a_worker_lowers_its_own_cpu_limit_before_it_loads_the_candidate(spec, tmp_path):
+    handle = ProcessSandbox().start(spec, WARM_LIMITS)
+    try:
+        assert handle.channel.recv(timeout=60).type == "ready"
+        assert cpu_hard_limit(handle.pid) == WARM_LIMITS.cpu_s + 5
+        (handle.workdir / "reference.py").write_text(RELU_REFERENCE)
+        (handle.workdir / "candidate.py").write_text(RELU_CANDIDATE)
+        handle.channel.send({"type": "load", "reference_file": str(handle.workdir / "reference.py"),
+                             "candidate_file": str(handle.workdir / "candidate.py"), "init_seed": 0,
+                             "cuda_ipc": False, "cpu_s": 100, "nonce": "n1"})
+        assert handle.channel.recv(timeout=60).type == "loaded"
+        # what a judge without the right to change it from outside reads back
+        assert cpu_hard_limit(handle.pid) <= int(cpu_seconds(handle.pid)) + 1 + 100 + 5
+    finally:
+        handle.close()
+
+
+def test_a_worker_whose_limits_the_pool_could_not_lower_still_passes_under_the_request_limit(spec):
+    handle = ProcessSandbox().start(spec, WARM_LIMITS)
+    seen: list[int | None] = []
+    close = handle.close
+
+    def close_and_note() -> None:  # read the limit the judge checked, before the worker goes
+        if handle.alive():
+            seen.append(cpu_hard_limit(handle.pid))
+        close()
+
+    handle.close = close_and_note
+    request = relu_request("handed")
+    result = Judge(spec, workers=Handed(handle)).evaluate(request)
+    assert result.status == Status.ok, result.message
+    assert seen and seen[0] is not None and seen[0] <= int(request.time_limit_s * 4) + 60 + 1 + 5 + 60
