@@ -7,6 +7,7 @@ its own wall clock, and turns whatever happens (crash, hang, tampering) into an 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -94,7 +95,8 @@ class _Evaluation:
             self._static_checks()
             self._mark("static_check")
             self.stage = Stage.reference
-            reference, _ = self.judge.references.get(self.request, self.spec)
+            with self._quiet():  # the reference's baselines are timed here, the first time
+                reference, _ = self.judge.references.get(self.request, self.spec)
             self._mark("reference")
             if reference.degenerate:
                 self.findings.append(Finding(rule="weak-reference", message=reference.degenerate, severity="warning"))
@@ -159,11 +161,17 @@ class _Evaluation:
         self._mark("correctness")
         if self.spec.measures_time and self.request.timing.enabled:
             self.stage = Stage.timing
-            self._time(reference, sync_latency_ms)
+            with self._quiet():
+                self._time(reference, sync_latency_ms)
             self._mark("timing")
         self.stage = Stage.correctness
         self._rechecks(reference)
         self._mark("recheck")
+
+    def _quiet(self) -> contextlib.AbstractContextManager[None]:
+        """While timing: no warm worker starts on this device (its start-up would share the GPU)."""
+        quiet = getattr(self.judge.workers, "quiet", None)
+        return quiet(self.spec) if quiet is not None and self.spec.measures_time else contextlib.nullcontext()
 
     def _mark(self, phase: str) -> None:
         """Seconds spent in each phase since the previous mark: where an evaluation's time goes."""

@@ -9,6 +9,7 @@ on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import threading
@@ -90,6 +91,10 @@ class Slot:
         if cancelled:
             handle.kill("the evaluation was cancelled")
         return handle
+
+    def quiet(self, spec: BackendSpec) -> contextlib.AbstractContextManager[None]:
+        """The Judge's timing hook: no warm worker starts on this device meanwhile."""
+        return self.warm.quiet(spec) if self.warm is not None else contextlib.nullcontext()
 
     def begin(self, job: Job) -> None:
         with self._lock:

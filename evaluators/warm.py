@@ -10,7 +10,9 @@ import os
 import resource
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from evaluators.backends import BackendSpec
@@ -54,6 +56,7 @@ class WarmPool:
         self.max_starting = max_starting  # concurrent start-ups per device (None: as many as it keeps)
         self.stats = WarmStats()
         self._shelves: dict[BackendSpec, _Shelf] = {}
+        self._quiet: Counter[str] = Counter()  # devices being timed on: no worker starts there meanwhile
         self._lock = threading.Condition()
         self._closed = False
 
@@ -84,6 +87,33 @@ class WarmPool:
         with self._lock:
             self.stats.misses += 1
         return self.sandbox.start(spec, limits)
+
+    @contextmanager
+    def quiet(self, spec: BackendSpec, timeout_s: float = 60.0) -> Iterator[None]:
+        """No worker starts on this device inside: for timing on it.
+
+        A starting worker creates a CUDA context and calibrates its clock on the GPU; done while
+        another process times a kernel there, it time-slices the GPU with it and skews both the
+        events and the judge's wall clock (on an H200 it got honest kernels rejected). Workers
+        already starting are waited for, up to `timeout_s`; the shelves are refilled afterwards.
+        """
+        device = spec.torch_device
+        with self._lock:
+            self._quiet[device] += 1
+            deadline = time.monotonic() + timeout_s
+            while self._starting_on(device) and not self._closed and time.monotonic() < deadline:
+                self._lock.wait(0.1)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._quiet[device] -= 1
+                for other, shelf in self._shelves.items():
+                    if other.torch_device == device:
+                        self._fill(other, shelf)
+
+    def _starting_on(self, device: str) -> int:
+        return sum(shelf.starting for spec, shelf in self._shelves.items() if spec.torch_device == device)
 
     # -- keeping shelves full -------------------------------------------------------------
 
@@ -127,7 +157,7 @@ class WarmPool:
 
     def _fill(self, spec: BackendSpec, shelf: _Shelf) -> None:
         """Start workers until the shelf will hold its target (called with the lock held)."""
-        if self._closed:
+        if self._closed or self._quiet[spec.torch_device]:
             return
         # workers that died while waiting are dropped here, so they are replaced, not counted
         dead = [h for h in shelf.ready if not h.alive()]

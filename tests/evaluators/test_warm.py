@@ -135,3 +135,19 @@ def test_a_worker_whose_limits_the_pool_could_not_lower_still_passes_under_the_r
     result = Judge(spec, workers=Handed(handle)).evaluate(request)
     assert result.status == Status.ok, result.message
     assert seen and seen[0] is not None and seen[0] <= int(request.time_limit_s * 4) + 60 + 1 + 5 + 60
+
+
+def test_no_worker_starts_on_a_device_while_it_is_being_timed(spec):
+    pool = WarmPool(size=1)
+    try:
+        pool.prepare(spec)
+        with pool.quiet(spec):
+            # the start already under way was waited for; the one a hand-out asks for waits outside
+            assert pool._starting_on(spec.torch_device) == 0
+            handle = pool.acquire(spec, Limits())
+            handle.close()
+            assert pool._starting_on(spec.torch_device) == 0 and pool.ready(spec) == 0
+        assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error  # refilled afterwards
+        assert pool.stats.hits == 1
+    finally:
+        pool.close()
