@@ -55,6 +55,11 @@ class LaunchCounter:
         self.count = 0
         self.kernels: dict[str, int] = {}
         self._installed: dict[tuple[type, str], Callable[..., Any]] = {}
+        # while timing: the stream the timed calls must launch on, how to read the current one
+        # (captured by trusted code), and the launches that went elsewhere
+        self.expected_stream: int | None = None
+        self.stream_of: Callable[[], int] | None = None
+        self.off_stream = 0
 
     def install(self) -> None:
         for cls, method in _launch_entry_points():
@@ -71,9 +76,30 @@ class LaunchCounter:
                 counter.count += 1
                 name = getattr(getattr(self, "fn", None), "__name__", None) or "kernel"
                 counter.kernels[name] = counter.kernels.get(name, 0) + 1
+                counter._check_stream()
             return original(self, *args, **kwargs)
 
         return run
+
+    def watch_stream(self, expected: int | None, stream_of: Callable[[], int] | None = None) -> None:
+        """Count launches issued while another stream than `expected` is current (None: stop).
+
+        Work on another stream is not held back by the GPU-side spin before a timed call: it can
+        finish before the start event and escape the figures (docs/threat-model.md).
+        """
+        self.expected_stream, self.off_stream = expected, 0
+        if stream_of is not None:
+            self.stream_of = stream_of
+
+    def _check_stream(self) -> None:
+        if self.expected_stream is None or self.stream_of is None:
+            return
+        try:
+            current = self.stream_of()
+        except Exception:  # no stream to ask about: nothing to compare
+            return
+        if current != self.expected_stream:
+            self.off_stream += 1
 
     def intact(self) -> bool:
         return all(vars(cls).get(method) is wrapper for (cls, method), wrapper in self._installed.items())

@@ -300,6 +300,15 @@ class _Evaluation:
         if not isinstance(warmup_calls, int) or not settings.warmup <= warmup_calls <= MAX_WARMUP_CALLS:
             raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
                           Finding(rule="channel-tampering", message="implausible warm-up count"))
+        off_stream = message.header.get("off_stream_launches")
+        if not isinstance(off_stream, int) or off_stream < 0:
+            raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
+                          Finding(rule="channel-tampering", message="no count of launches off the timed stream"))
+        if off_stream:
+            raise Verdict(Status.rejected, Stage.timing,
+                          f"{off_stream} Triton launches in the timed calls went to another stream than the current one",
+                          Finding(rule="side-stream-launch", message="kernels must launch on the current stream: "
+                                  "work on another stream can run before the timed window opens"))
         launches = message.header.get("launches")
         if not isinstance(launches, int) or launches < settings.repetitions:
             raise Verdict(Status.rejected, Stage.timing,

@@ -107,6 +107,7 @@ def _public_primitives() -> dict[str, Any]:
         "torch.cuda.synchronize": torch.cuda.synchronize,
         "torch.cuda.current_stream": torch.cuda.current_stream,
         "torch._C._cuda_synchronize": torch._C._cuda_synchronize,
+        "torch._C._cuda_getCurrentRawStream": getattr(torch._C, "_cuda_getCurrentRawStream", None),
         "torch._C._CudaEventBase.record": torch._C._CudaEventBase.record,
         "torch._C._CudaEventBase.elapsed_time": torch._C._CudaEventBase.elapsed_time,
         "torch.Tensor.zero_": torch.Tensor.zero_,

@@ -59,6 +59,8 @@ class Worker:
         self.guard.install()
         self.launches = LaunchCounter()
         self.launches.install()
+        # the current CUDA stream, as Triton asks for it: taken before any candidate code runs
+        self.raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
         self.recorder_class = OpRecorder
         self.nonce: Any = None
         self.model: Any = None
@@ -221,6 +223,9 @@ class Worker:
 
         fresh = bool(command.get("fresh_inputs", True))
         self.launches.reset()
+        if self.raw_stream is not None:
+            raw_stream, index = self.raw_stream, self.device.index or 0
+            self.launches.watch_stream(raw_stream(index), lambda: raw_stream(index))
         self.guard.enter()
         # the null loop: the same loop, guards and inputs with nothing called, for the judge to time
         model = (lambda *inputs: None) if command.get("null") else self.model
@@ -236,6 +241,8 @@ class Worker:
         )
         del flush
         self.guard.leave()
+        off_stream = self.launches.off_stream
+        self.launches.watch_stream(None)
         if int(command["repetitions"]) == 0:  # the warm-up phase: the GPU runs at its working clock now
             self.clock.calibrate_spin()
         self.send(
@@ -244,6 +251,7 @@ class Worker:
                 "stream_ms": [s.stream_ms for s in samples],
                 "device_ms": [s.device_ms for s in samples],
                 "launches": self.launches.count,
+                "off_stream_launches": off_stream,
                 "warmup_calls": warmup_calls,
                 "tampered": self.clock.tampered() + ([] if self.launches.intact() else ["triton launch hooks"]),
                 "guard": self.guard.findings(),

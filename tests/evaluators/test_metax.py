@@ -201,15 +201,22 @@ def add_two(x_ptr, n, BLOCK: tl.constexpr):
     tl.store(x_ptr + offs, tl.load(x_ptr + offs, mask=offs < n) + 2, mask=offs < n)
 
 x = torch.zeros(100)
+current = [7]  # stands for the current CUDA stream while timing: the interpreter has none
+counter.watch_stream(7, lambda: current[0])
 add_one[(4,)](x, 100, BLOCK=32)
+current[0] = 8  # the candidate switched streams
 add_one.run(x, 100, BLOCK=32, grid=(4,), warmup=False)
 add_one.run(x, 100, BLOCK=32, grid=(4,), warmup=True)  # compiles (or nothing, interpreted): no launch
 add_two[(4,)](x, 100)
+off_stream = counter.off_stream
+counter.watch_stream(None)
+add_one[(4,)](x, 100, BLOCK=32)  # not timing: no stream to hold it to
 intact = counter.intact()
 import triton.runtime.jit as jit
 jit.JITFunction.run = jit.JITFunction.run.__wrapped__  # what a candidate undoing the counter does
 print(json.dumps({"count": counter.count, "kernels": counter.kernels, "x": x[0].item(),
-                  "intact": intact, "after_undo": counter.intact()}))
+                  "intact": intact, "after_undo": counter.intact(), "off_stream": off_stream,
+                  "off_stream_after": counter.off_stream}))
 '''
 
 
@@ -220,9 +227,11 @@ def test_launches_are_counted_through_every_entry_point_of_this_triton(tmp_path)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["x"] == 4.0  # the kernels really ran: 1 + 1 + 2
-    assert seen["count"] == 3 and seen["kernels"] == {"add_one": 2, "add_two": 1}
+    assert seen["x"] == 5.0  # the kernels really ran: 1 + 1 + 2 + 1
+    assert seen["count"] == 4 and seen["kernels"] == {"add_one": 3, "add_two": 1}
     assert seen["intact"] is True and seen["after_undo"] is False
+    # launches issued while another stream was current, autotuned ones included; none once unwatched
+    assert seen["off_stream"] == 2 and seen["off_stream_after"] == 0
 
 
 def test_do_bench_gets_arguments_this_triton_accepts_and_asks_for_the_median():
