@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result-ttl", type=float, default=3600.0, help="seconds results are kept")
     parser.add_argument("--max-request-bytes", type=int, default=4 << 20, help="largest request body accepted")
     parser.add_argument("--max-source-bytes", type=int, default=1 << 20, help="largest reference or candidate")
+    parser.add_argument("--sandbox", default="process", choices=["process", "docker"],
+                        help="where workers run: locked-down subprocesses, or a container each (needs dockerd)")
+    parser.add_argument("--docker-image", help="the workers' image with --sandbox docker (default: the local "
+                        "sandbox image that `make sandbox-image` builds)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -30,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, token=args.token or None, devices=parse_devices(args.devices),
             cpu_workers=args.cpu_workers, warm=args.warm, max_queue=args.max_queue,
             result_ttl_s=args.result_ttl, max_request_bytes=args.max_request_bytes,
-            max_source_bytes=args.max_source_bytes, log_level=args.log_level,
+            max_source_bytes=args.max_source_bytes, log_level=args.log_level, sandbox=args.sandbox,
+            docker_image=args.docker_image,
         )
         serve(settings, announce=lambda line: print(line, flush=True))
     except ServiceConfigError as error:

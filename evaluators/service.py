@@ -24,9 +24,11 @@ from starlette.exceptions import HTTPException
 from evaluators.api import API_PREFIX, ErrorBody, JobList, JobState, JobView, ServiceInfo
 from evaluators.metrics import render_metrics
 from evaluators.protocol import PROTOCOL_VERSION, EvalRequest
+from evaluators.sandbox import ProcessSandbox
 from evaluators.scheduler import Job, QueueFull, Scheduler, SchedulerConfig, Unacceptable
 
 MIN_TOKEN_CHARS = 16
+SANDBOXES = ("process", "docker")
 
 
 class ServiceConfigError(Exception):
@@ -47,8 +49,12 @@ class ServiceSettings:
     max_source_bytes: int = 1 << 20  # per source file
     max_wait_s: float = 60.0  # longest a long poll holds the connection
     log_level: str = "warning"
+    sandbox: str = "process"  # or "docker": each worker in its own container
+    docker_image: str | None = None  # default: the local sandbox image (`make sandbox-image`)
 
     def check(self) -> None:
+        if self.sandbox not in SANDBOXES:
+            raise ServiceConfigError(f"sandbox {self.sandbox!r} is unknown; choose one of {', '.join(SANDBOXES)}")
         for name, low in (("port", 0), ("warm", 0), ("cpu_workers", 0), ("max_queue", 1), ("result_ttl_s", 0)):
             value = getattr(self, name)
             if value is not None and value < low:
@@ -59,6 +65,26 @@ class ServiceSettings:
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(devices=self.devices, cpu_workers=self.cpu_workers, warm=self.warm,
                                max_queue=self.max_queue, result_ttl_s=self.result_ttl_s)
+
+    def make_sandbox(self) -> Any:
+        """The sandbox workers start in; a docker daemon or image that is not there is said now."""
+        if self.sandbox == "process":
+            return ProcessSandbox()
+        from evaluators.sandbox_docker import DEFAULT_IMAGE, DockerSandbox, DockerUnavailable, docker_client
+
+        image = self.docker_image or DEFAULT_IMAGE
+        try:
+            client = docker_client()
+        except DockerUnavailable as error:
+            raise ServiceConfigError(f"--sandbox docker: {error}; start the docker daemon, or use --sandbox process") from None
+        try:
+            client.images.get(image)
+        except Exception:  # docker.errors.ImageNotFound, or the daemon refusing
+            raise ServiceConfigError(
+                f"--sandbox docker: image {image!r} is not on this host; build it (`make sandbox-image` builds "
+                f"{DEFAULT_IMAGE}) or name another with --docker-image"
+            ) from None
+        return DockerSandbox(image=image, client=client)
 
 
 class APIError(Exception):
@@ -73,7 +99,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def create_app(settings: ServiceSettings, scheduler: Scheduler | None = None) -> FastAPI:
     """The ASGI app; the scheduler starts and stops with it."""
-    scheduler = scheduler if scheduler is not None else Scheduler(settings.scheduler_config())
+    scheduler = scheduler if scheduler is not None else Scheduler(settings.scheduler_config(), settings.make_sandbox())
     static_info = _static_info(scheduler)
 
     @asynccontextmanager
@@ -365,10 +391,13 @@ def serve(settings: ServiceSettings, announce: Any = print) -> None:
         sock.close()
         raise ServiceConfigError(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
     try:
-        scheduler = Scheduler(settings.scheduler_config())  # warm workers start here
+        scheduler = Scheduler(settings.scheduler_config(), settings.make_sandbox())  # warm workers start here
     except Unacceptable as error:
         sock.close()
         raise ServiceConfigError(str(error)) from None
+    except ServiceConfigError:
+        sock.close()
+        raise
     app = create_app(settings, scheduler)
     sock.listen(1024)
     host, port = sock.getsockname()[:2]

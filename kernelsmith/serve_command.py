@@ -21,13 +21,20 @@ def serve_command(
     warm: int = typer.Option(0, "--warm", min=0, help="pre-started workers kept ready per slot"),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="jobs waiting at most before 429"),
     result_ttl: float = typer.Option(3600.0, "--result-ttl", min=0, help="seconds results are kept"),
+    sandbox: str = typer.Option("process", "--sandbox",
+                                help="where workers run: 'process' (locked-down subprocesses) or 'docker' (a "
+                                "container each; needs dockerd)"),
+    docker_image: str | None = typer.Option(None, "--docker-image",
+                                            help="the workers' image with --sandbox docker (default: the one "
+                                            "`make sandbox-image` builds)"),
 ) -> None:
     """Serve evaluations over HTTP for searches on other hosts (see docs/deploy.md)."""
     from evaluators.service import ServiceConfigError, ServiceSettings, parse_devices, serve
 
     try:
         settings = ServiceSettings(host=host, port=port, token=token or None, devices=parse_devices(devices),
-                                   cpu_workers=cpu_workers, warm=warm, max_queue=max_queue, result_ttl_s=result_ttl)
+                                   cpu_workers=cpu_workers, warm=warm, max_queue=max_queue, result_ttl_s=result_ttl,
+                                   sandbox=sandbox, docker_image=docker_image)
         serve(settings, announce=lambda line: console.print(line, markup=False, soft_wrap=True))
     except ServiceConfigError as error:
         fail(str(error), "see `kernelsmith serve --help` and docs/deploy.md")

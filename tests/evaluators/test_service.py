@@ -222,3 +222,23 @@ def test_finished_results_are_forgotten_after_their_time():
     assert scheduler.jobs == {} and scheduler.by_digest == {}
     again, deduplicated = scheduler.submit(relu_request("ttl-3"))
     assert not deduplicated and again.id != jobs[3].id
+
+
+def test_with_the_docker_sandbox_every_candidate_runs_in_a_container(servers, docker_sandbox):
+    server = servers("--cpu-workers", "1", "--sandbox", "docker", "--docker-image", docker_sandbox.image)
+    job = submit(server, relu_request("in a container"))
+    assert job.status_code == 202, job.text
+    done = get(server, f"/v1/evaluations/{job.json()['id']}/wait", timeout=60).json()
+    assert done["status"] == "ok", done
+    assert done["result"]["environment"]["sandbox"] == "docker"
+
+
+def test_the_docker_sandbox_is_refused_at_start_without_its_image():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "evaluators", "--port", "0", "--cpu-workers", "1", "--sandbox", "docker",
+               "--docker-image", "kernelsmith-no-such-image:missing"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    # without a daemon it says so; with one, that the image is missing and how to build one
+    assert "--sandbox docker:" in done.stderr
+    assert "kernelsmith-no-such-image:missing" in done.stderr or "no docker daemon" in done.stderr
