@@ -396,7 +396,8 @@ class _Evaluation:
         if not isinstance(launches, int) or launches < 1:
             raise Verdict(
                 Status.rejected, self.stage,
-                f"no Triton kernel was launched during the {what}: ModelNew.forward must run a Triton kernel",
+                f"no Triton kernel was launched during the {what}: ModelNew.forward must run a Triton kernel, "
+                "launched as kernel[grid](...) (a kernel compiled with .warmup() and launched directly is not seen)",
                 Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
             )
 
