@@ -129,9 +129,12 @@ def plot(report: dict, path: Path) -> str:
     for ax, (label, task) in zip(axes.flat, tasks.items(), strict=False):
         for name in report["strategies"]:
             curves = [padded(run, budget) for run in task["runs"] if run["strategy"] == name]
+            # the median and band only while every seed's run has a figure: past a run cut short, a
+            # median of the others would fall and rise with who is left, not with the search
+            common = min((len(curve) for curve in curves), default=0)
             xs, middle, low, high = [], [], [], []
-            for n in range(1, budget + 1):
-                values = [curve[n - 1] for curve in curves if len(curve) >= n and curve[n - 1] is not None]
+            for n in range(1, common + 1):
+                values = [curve[n - 1] for curve in curves if curve[n - 1] is not None]
                 if values:
                     xs.append(n)
                     middle.append(statistics.median(values))
@@ -139,6 +142,10 @@ def plot(report: dict, path: Path) -> str:
                     high.append(max(values))
             ax.plot(xs, middle, label=name, color=colours[name])
             ax.fill_between(xs, low, high, alpha=0.15, color=colours[name])
+            for curve in curves:  # what the longer runs did after that, each on its own, dotted
+                tail = [(n, value) for n, value in enumerate(curve, 1) if n >= max(common, 1) and value is not None]
+                if len(tail) > 1:
+                    ax.plot([n for n, _ in tail], [v for _, v in tail], color=colours[name], linestyle=":", linewidth=1)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("evaluations")
         ax.set_ylabel("best speedup over eager")
@@ -147,7 +154,8 @@ def plot(report: dict, path: Path) -> str:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     figure.suptitle(f"Best speedup vs evaluations on {source_words(report)}: median over "
-                    f"{report['settings']['seeds']} seeds, band min to max", fontsize=11)
+                    f"{report['settings']['seeds']} seeds, band min to max; dotted: single runs past the "
+                    "shortest", fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
