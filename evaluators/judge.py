@@ -25,11 +25,18 @@ from evaluators.loading import TaskError
 from evaluators.ops import ReferenceProfile, profile_reference
 from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status, TimingStats, TrialResult
 from evaluators.reference import ReferenceData, ReferenceStore
-from evaluators.runtime_rules import Verdict, guard_findings, ops_verdict, rejection, speed_of_light_verdict
+from evaluators.runtime_rules import (
+    Verdict,
+    guard_findings,
+    ops_verdict,
+    rejection,
+    speed_of_light_verdict,
+    timing_samples,
+)
 from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
 from evaluators.speed_of_light import Peak, lower_bound, measured_copy_bandwidth, table_peak
 from evaluators.static_checks import check_candidate
-from evaluators.timing import MAX_WARMUP_CALLS, effective_times, wall_clock_consistent
+from evaluators.timing import effective_times, wall_clock_consistent
 from evaluators.warm import cpu_hard_limit, cpu_seconds
 
 
@@ -286,37 +293,7 @@ class _Evaluation:
         message = self._receive("timing")
         wall_s = time.perf_counter() - started
         message.header["warmup_calls"] = warmed.header.get("warmup_calls")
-        tampered = message.header.get("tampered") or []
-        if tampered:
-            raise Verdict(Status.rejected, Stage.timing, f"timing primitives were replaced: {', '.join(map(str, tampered))}",
-                          Finding(rule="timer-tampering", message=f"replaced: {', '.join(map(str, tampered))}"))
-        stream_ms, device_ms = message.header.get("stream_ms"), message.header.get("device_ms")
-        if not (isinstance(stream_ms, list) and isinstance(device_ms, list)
-                and len(stream_ms) == len(device_ms) == settings.repetitions
-                and all(isinstance(v, (int, float)) and v >= 0 for v in stream_ms + device_ms)):
-            raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
-                          Finding(rule="channel-tampering", message="malformed timing report"))
-        warmup_calls = message.header.get("warmup_calls")
-        if not isinstance(warmup_calls, int) or not settings.warmup <= warmup_calls <= MAX_WARMUP_CALLS:
-            raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
-                          Finding(rule="channel-tampering", message="implausible warm-up count"))
-        off_stream = message.header.get("off_stream_launches")
-        if not isinstance(off_stream, int) or off_stream < 0:
-            raise Verdict(Status.rejected, Stage.timing, "the worker's timing report is malformed",
-                          Finding(rule="channel-tampering", message="no count of launches off the timed stream"))
-        if off_stream:
-            raise Verdict(Status.rejected, Stage.timing,
-                          f"{off_stream} Triton launches in the timed calls went to another stream than the current one",
-                          Finding(rule="side-stream-launch", message="kernels must launch on the current stream: "
-                                  "work on another stream can run before the timed window opens"))
-        launches = message.header.get("launches")
-        if not isinstance(launches, int) or launches < settings.repetitions:
-            raise Verdict(Status.rejected, Stage.timing,
-                          f"only {launches} Triton launches in {settings.repetitions} timed calls",
-                          Finding(rule="no-triton-launch", message="timed calls launched no Triton kernel"))
-        from evaluators.timing import Sample
-
-        samples = [Sample(float(s), float(d)) for s, d in zip(stream_ms, device_ms, strict=True)]
+        samples = timing_samples(message.header, settings.repetitions, settings.warmup)
         times, hidden = effective_times(samples, device_slack_ms=max(4 * sync_latency_ms, 0.03))
         if hidden * 4 >= len(samples):
             self.findings.append(Finding(

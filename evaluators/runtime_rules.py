@@ -11,6 +11,7 @@ from typing import Any
 from evaluators.ops import recomputes_reference
 from evaluators.protocol import Finding, Stage, Status
 from evaluators.speed_of_light import Bound
+from evaluators.timing import MAX_WARMUP_CALLS, Sample
 
 
 class Verdict(Exception):
@@ -26,9 +27,9 @@ def rejection(finding: Finding, stage: Stage) -> Verdict:
     return Verdict(Status.rejected, stage, f"{finding.rule}{where}: {finding.message}", finding)
 
 
-def _malformed(what: str, stage: Stage) -> Verdict:
+def _malformed(what: str, stage: Stage, detail: str | None = None) -> Verdict:
     return Verdict(Status.rejected, stage, f"the worker's {what} is malformed",
-                   Finding(rule="channel-tampering", message=f"malformed {what}"))
+                   Finding(rule="channel-tampering", message=detail or f"malformed {what}"))
 
 
 def guard_findings(header: dict[str, Any], stage: Stage) -> list[Finding]:
@@ -70,3 +71,34 @@ def speed_of_light_verdict(median_ms: float, bound: Bound) -> None:
             Finding(rule="speed-of-light", message=f"median {median_ms:.4f} ms under the physical floor "
                     f"{bound.floor_ms:.4f} ms ({bound.reason})"),
         )
+
+
+def timing_samples(header: dict[str, Any], repetitions: int, min_warmup: int) -> list[Sample]:
+    """The timed repetitions the worker reports, once its report passes every rule on its shape."""
+    stage = Stage.timing
+    tampered = header.get("tampered") or []
+    if tampered:
+        replaced = ", ".join(map(str, tampered))
+        raise Verdict(Status.rejected, stage, f"timing primitives were replaced: {replaced}",
+                      Finding(rule="timer-tampering", message=f"replaced: {replaced}"))
+    stream_ms, device_ms = header.get("stream_ms"), header.get("device_ms")
+    if not (isinstance(stream_ms, list) and isinstance(device_ms, list)
+            and len(stream_ms) == len(device_ms) == repetitions
+            and all(isinstance(v, (int, float)) and v >= 0 for v in stream_ms + device_ms)):
+        raise _malformed("timing report", stage)
+    warmup_calls = header.get("warmup_calls")
+    if not isinstance(warmup_calls, int) or not min_warmup <= warmup_calls <= MAX_WARMUP_CALLS:
+        raise _malformed("timing report", stage, "implausible warm-up count")
+    off_stream = header.get("off_stream_launches")
+    if not isinstance(off_stream, int) or off_stream < 0:
+        raise _malformed("timing report", stage, "no count of launches off the timed stream")
+    if off_stream:
+        raise Verdict(Status.rejected, stage,
+                      f"{off_stream} Triton launches in the timed calls went to another stream than the current one",
+                      Finding(rule="side-stream-launch", message="kernels must launch on the current stream: "
+                              "work on another stream can run before the timed window opens"))
+    launches = header.get("launches")
+    if not isinstance(launches, int) or launches < repetitions:
+        raise Verdict(Status.rejected, stage, f"only {launches} Triton launches in {repetitions} timed calls",
+                      Finding(rule="no-triton-launch", message="timed calls launched no Triton kernel"))
+    return [Sample(float(s), float(d)) for s, d in zip(stream_ms, device_ms, strict=True)]
