@@ -4,13 +4,14 @@
 #
 #     bash benchmarks/gpu_checks.sh OUT_DIR [STEP ...]
 #
-# Steps (default: all, in this order; about 25 minutes on one H200):
+# Steps (default: all, in this order; at most 29 minutes, the sum of their limits):
 #   adversarial  the GPU-only cheats get their verdicts (side streams, patched timers, ...)
 #   warmpool     evaluations per minute with and without pre-started workers
 #   fidelity     median and spread over 10 evaluations, ratio to do_bench, KernelBench comparison
 #   paramevo     parameter-only evolution from five seeds
 #   search       search efficiency; SEARCH_CACHE=benchmarks/data/search_cache_h200.json continues the
-#                recorded measurements (an H200 only: a cache never mixes devices)
+#                recorded measurements (an H200 only: a cache never mixes devices); its 540 s of
+#                measuring may not reach the full budget: rerun into a new OUT_DIR with SEARCH_CACHE=OLD_OUT_DIR/search/search_cache.json
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_checks.sh OUT_DIR [STEP ...]}
 shift
