@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,9 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from evaluators.judge import Judge  # noqa: E402
 from evaluators.protocol import Backend, CorrectnessSettings, EvalRequest, EvalResult, TimingSettings  # noqa: E402
+from kernelsmith.metrics import P_VALUES, TaskOutcome, suite_metrics  # noqa: E402
 from kernelsmith.tasks import load_suite, shipped_suite  # noqa: E402
-
-FAST_P = (0.0, 1.0, 1.5, 2.0)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -103,15 +101,13 @@ def summarize(label: str, result: EvalResult) -> dict:
 
 def suite_summary(rows: list[dict]) -> dict:
     """fast_p: the share of seeds that are correct and faster than p times eager (fast_0: correct)."""
-    n = len(rows)
-    correct = [r for r in rows if r["status"] == "ok"]
-    timed = [r["speedup"] for r in correct if r["speedup"]]
-    summary = {"tasks": n, "correct": len(correct)}
-    for p in FAST_P:
-        hits = len(correct) if p == 0 else sum(s > p for s in timed)
-        summary[f"fast_{p:g}"] = hits / n if n else 0.0
-    summary["geomean_speedup"] = math.exp(sum(map(math.log, timed)) / len(timed)) if timed else None
-    summary["mean_speedup"] = sum(timed) / len(timed) if timed else None
+    metrics = suite_metrics([TaskOutcome(label=r["task"], level=None, correct=r["status"] == "ok", speedup=r["speedup"])
+                             for r in rows])
+    summary: dict = {"tasks": metrics.tasks, "correct": metrics.correct}
+    for p in P_VALUES:
+        summary[f"fast_{p:g}"] = metrics.fast[p] or 0.0
+    summary["geomean_speedup"] = metrics.geomean_speedup
+    summary["mean_speedup"] = metrics.mean_speedup
     return summary
 
 
@@ -134,7 +130,7 @@ def markdown(rows: list[dict], summary: dict, environment: dict, args: argparse.
             f"| {r['task']} | {r['status']} | {fmt(r['eager_ms'], 4)} | {fmt(r['seed_ms'], 4)} | "
             f"{fmt(r['speedup'], 2, 'x')} |"
         )
-    fast = ", ".join(f"fast_{p:g} {summary[f'fast_{p:g}']:.2f}" for p in FAST_P)
+    fast = ", ".join(f"fast_{p:g} {summary[f'fast_{p:g}']:.2f}" for p in P_VALUES)
     lines += ["", f"{summary['correct']} of {summary['tasks']} seeds correct; {fast}; "
               f"geometric-mean speedup {fmt(summary['geomean_speedup'], 2, 'x')}."]
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections import Counter
@@ -125,7 +126,7 @@ async def measure(label: str, devices: list[int] | None, cpu_workers: int | None
 
 
 def _middle(values: list[float]) -> float | None:
-    return round(sorted(values)[len(values) // 2], 5) if values else None
+    return round(statistics.median(values), 5) if values else None
 
 
 def main() -> int:
