@@ -253,11 +253,11 @@ class Pipeline:
     def _commit(self, proposal: _Proposal) -> None:
         task = proposal.task
         assert task is not None
-        if not proposal.made:
-            return
         error = None if task.cancelled() else task.exception()
         if error is not None and not isinstance(error, EvaluatorError):
             raise error  # a bug, not a verdict: surface it (everything before it is committed)
+        if not proposal.made:
+            return
         recorder, mutation = self.recorder, proposal.mutation
         if mutation is not None and not mutation.ok:
             recorder.add_attempt(proposal.number, proposal.parent, proposal.selection, mutation)

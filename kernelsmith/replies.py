@@ -37,6 +37,8 @@ def check_program(source: str, where: str = "the code") -> str:
         line = (error.text or "").rstrip("\n")
         shown = f": `{line.strip()}`" if line.strip() else ""
         raise ReplyError(f"{where} does not parse: line {error.lineno}: {error.msg}{shown}") from None
+    except (ValueError, MemoryError, RecursionError) as error:  # lone surrogates, absurd nesting
+        raise ReplyError(f"{where} does not parse: {type(error).__name__}: {str(error)[:200]}") from None
     if not any(isinstance(node, ast.ClassDef) and node.name == "ModelNew" for node in tree.body):
         raise ReplyError(f"{where} defines no class ModelNew at module level")
     return source

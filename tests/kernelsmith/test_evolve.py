@@ -142,3 +142,20 @@ def test_resuming_a_run_of_another_task_is_refused(tmp_path):
 def test_a_bad_selection_policy_is_a_configuration_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"policy: exploit: Input should be greater than or equal to 0; islandz"):
         policy_selector(Settings(policy={"islandz": 3, "exploit": -1}))
+
+
+def test_a_mutator_that_breaks_ends_the_run_with_its_error_and_keeps_what_was_stored(tmp_path, monkeypatch):
+    from kernelsmith.mutators import operators
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the parameter mutator broke")
+
+    monkeypatch.setattr(operators, "tune", broken)
+    task = load_task(RELU, scale=CPU_SCALE)
+    with archive.open(tmp_path / "runs.db") as store:
+        # no wall-time budget: a run that spun on the failure would never end (the test's timeout says so)
+        with pytest.raises(RuntimeError, match="the parameter mutator broke"):
+            run(lambda evaluator: evolve(task, settings(5), store, evaluator))
+        (stored,) = store.list_runs()
+        assert [p.operator for p in store.programs(stored.id)] == ["seed"]  # the seed and its result stay
+        assert store.evaluations(store.programs(stored.id)[0])

@@ -56,6 +56,10 @@ def test_an_unfenced_program_and_a_truncated_fence_are_still_read():
         ("```python\nimport torch\nclass Model(torch.nn.Module):\n    pass\n```",
          "the code block defines no class ModelNew at module level"),
         ("```cuda\n__global__ void k() {}\n```", "the reply has no ```python code block"),
+        # a lone surrogate (JSON lets one through) makes the parser raise UnicodeEncodeError
+        ("```python\nclass ModelNew:\n    s = '\ud800'\n```",
+         "the code block does not parse: UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in "
+         "position 25: surrogates not allowed"),
     ],
 )
 def test_an_unusable_reply_says_why(reply, reason):
