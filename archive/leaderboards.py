@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 
 from archive.errors import ArchiveError
-from archive.rows import check_run_exists, checked_json, checked_text, now, utc
+from archive.rows import check_run_exists, checked_json, checked_text, now, storable, utc
 from archive.schema import leaderboard_entries, leaderboards, runs
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class Leaderboards:
                 )
                 .values(
                     run_id=run_id if run_id is not None else leaderboard_entries.c.run_id,
-                    error=error.replace("\x00", "\ufffd") if error is not None else None,
+                    error=storable(error) if error is not None else None,
                     updated_at=now(),
                 )
             )

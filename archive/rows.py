@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +33,19 @@ def checked_text(what: str, text: str, *, allow_empty: bool) -> None:
         raise ArchiveError(
             f"{what} contains a NUL character (offset {text.index(chr(0))}); it cannot be Python source"
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ArchiveError(f"{what} is not valid Unicode at offset {error.start} (a lone surrogate)") from None
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """Free text (a prompt, a reply, an error) as the database can hold it: NULs and lone
+    surrogates become U+FFFD instead of failing the insert."""
+    return _SURROGATES.sub("\ufffd", text.replace("\x00", "\ufffd"))
 
 
 def checked_json(what: str, value: dict[str, Any]) -> dict[str, Any]:

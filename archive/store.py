@@ -36,6 +36,7 @@ from archive.rows import (
     result_json,
     run_record,
     sha256,
+    storable,
 )
 from archive.schema import evaluations, llm_calls, program_inspirations, programs, runs
 from evaluators.protocol import EvalResult, Status
@@ -342,8 +343,8 @@ class Archive:
                     program_id=_id(program) if program is not None else None,
                     model=model,
                     # PostgreSQL text cannot hold NUL; a model's stray NUL must not lose the call
-                    prompt=prompt.replace("\x00", "\ufffd"),
-                    response=response.replace("\x00", "\ufffd"),
+                    prompt=storable(prompt),
+                    response=storable(response),
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
                     cost=cost,

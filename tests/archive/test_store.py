@@ -107,8 +107,10 @@ def test_llm_calls_are_recorded_with_their_costs(db: archive.Archive):
         latency_s=3.5,
     )
     failed = db.add_llm_call(run, model="gpt-x", prompt="again", response="", error="rate limited (429)")
+    odd = db.add_llm_call(run, model="gpt-x", prompt="once more", response="x = '\ud800'")  # a lone surrogate
+    assert odd.response == "x = '\ufffd'"
 
-    assert db.llm_calls(run) == [call, failed]
+    assert db.llm_calls(run) == [call, failed, odd]
     assert (call.program_id, call.prompt_tokens, call.completion_tokens, call.cost) == (
         program.id,
         1200,
@@ -145,6 +147,8 @@ def test_bad_input_is_refused_with_a_message_and_stores_nothing(db: archive.Arch
         db.add_program(run, "  \n")
     with pytest.raises(ArchiveError, match="NUL character"):
         db.add_program(run, "x = 1\x00")
+    with pytest.raises(ArchiveError, match="not valid Unicode at offset 5"):
+        db.add_program(run, "x = '\ud800'")
     with pytest.raises(ArchiveError, match="program metadata cannot be stored as JSON"):
         db.add_program(run, SEED, metadata={"when": object()})
     with pytest.raises(ArchiveError, match="generation and island must be >= 0"):
