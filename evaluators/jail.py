@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fsize", type=int, default=2 << 30)
     parser.add_argument("--as-bytes", type=int)
     parser.add_argument("--nproc", type=int)
+    parser.add_argument("--workdir", help="the command's working directory, entered once privileges are dropped")
     parser.add_argument("--probe", action="store_true")
     parser.add_argument("--probe-cuda", action="store_true", help="the probe also needs the GPU")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -86,6 +87,8 @@ def main(argv: list[str]) -> int:
     if args.uid is not None:
         drop_privileges(args.uid, args.gid if args.gid is not None else args.uid)
     no_new_privileges()
+    if args.workdir:
+        os.chdir(args.workdir)
     if args.probe:
         check = "import torch, triton, evaluators.worker"
         if args.probe_cuda:

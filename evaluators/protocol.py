@@ -63,7 +63,7 @@ class CorrectnessSettings(_Model):
     """
 
     trials: int = Field(5, ge=1, le=100)
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, lt=2**63)
     atol: float | None = Field(None, gt=0)
     rtol: float | None = Field(None, ge=0)
     max_relative_l2: float | None = Field(None, gt=0)

@@ -194,9 +194,11 @@ class ProcessSandbox:
         stdout = open(workdir / "stdout.log", "wb")
         stderr = open(workdir / "stderr.log", "wb")
         try:
+            # started from "/": `python -m` puts its working directory first on the import path, and
+            # the work directory belongs to `nobody` while the jail still runs as root
             process = subprocess.Popen(
                 command,
-                cwd=workdir,
+                cwd="/",
                 env=worker_environment(spec, workdir),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
@@ -227,7 +229,8 @@ class ProcessSandbox:
         return handle
 
     def _command(self, spec: BackendSpec, limits: Limits, drop: bool, socket_path: Path) -> list[str]:
-        jail = [sys.executable, "-m", "evaluators.jail", "--cpu", str(limits.cpu_s), "--fsize", str(limits.file_bytes)]
+        jail = [sys.executable, "-m", "evaluators.jail", "--cpu", str(limits.cpu_s), "--fsize", str(limits.file_bytes),
+                "--workdir", str(socket_path.parent)]
         if self.isolate_network:
             jail.append("--net")
         if drop:
@@ -270,6 +273,7 @@ def worker_environment(spec: BackendSpec | None, workdir: Path) -> dict[str, str
         # the parent's own path entries too: a worker must import what the judge imports
         PYTHONPATH=os.pathsep.join(p for p in (package_root(), os.environ.get("PYTHONPATH", "")) if p),
         PYTHONDONTWRITEBYTECODE="1",
+        PYTHONSAFEPATH="1",  # (3.11+) the worker's directory is never on its import path: nothing planted there loads
         PYTHONUNBUFFERED="1",
         OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(min(4, os.cpu_count() or 1))),
     )

@@ -177,8 +177,8 @@ class WarmPool:
         error: str | None = None
         try:
             handle = self.sandbox.start(spec, self.limits)
-        except (WorkerStartError, OSError) as failure:
-            error = str(failure)
+        except Exception as failure:  # whatever it is, the shelf must not count this start forever
+            error = f"{type(failure).__name__}: {failure}" if not isinstance(failure, (WorkerStartError, OSError)) else str(failure)
         with self._lock:
             shelf = self._shelf(spec)
             shelf.starting -= 1

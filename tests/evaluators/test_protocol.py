@@ -42,6 +42,12 @@ def test_unknown_fields_and_other_versions_are_refused():
     assert request().protocol_version == PROTOCOL_VERSION
 
 
+def test_a_seed_torch_cannot_take_is_refused_in_the_request():
+    with pytest.raises(ValidationError, match="less than 9223372036854775808"):
+        EvalRequest.model_validate({"task_name": "t", "reference_source": "r", "candidate_source": "c",
+                                    "correctness": {"seed": 2**70}})
+
+
 def test_digest_identifies_identical_requests():
     assert request().digest() == request().digest()
     assert request().digest() != request(strict=True).digest()
