@@ -144,7 +144,11 @@ class Worker:
     def make_inputs(self, seed: int) -> list[Any]:
         self.seed_all(seed)
         with self.torch.device(self.device):
-            return list(self.get_inputs())
+            inputs = list(self.get_inputs())
+        # then a seed nobody can predict: the generators' state must not tell a checked call (whose
+        # input seeds follow from the request) from a timed one
+        self.seed_all(_fresh_seed())
+        return inputs
 
     def forward(self, inputs: list[Any], ops: set[str] | None = None) -> list[Any]:
         """One call of the candidate; with `ops`, the compute ops it ran outside Triton launches join it."""
@@ -230,7 +234,7 @@ class Worker:
         # the null loop: the same loop, guards and inputs with nothing called, for the judge to time
         model = (lambda *inputs: None) if command.get("null") else self.model
         samples, warmup_calls = timed_loop(
-            lambda inputs: model(*inputs),
+            self._timed_call(model),
             next_inputs,
             self.clock,
             int(command["repetitions"]),
@@ -257,6 +261,16 @@ class Worker:
                 "guard": self.guard.findings(),
             }
         )
+
+    def _timed_call(self, model: Any) -> Any:
+        """A timed call runs as a checked one does (no autograd): nothing it can query tells them apart."""
+        no_grad = self.torch.no_grad
+
+        def call(inputs: list[Any]) -> Any:
+            with no_grad():
+                return model(*inputs)
+
+        return call
 
     def recheck(self, command: dict[str, Any]) -> None:
         """New values in the very tensors last timed: output caches keyed by address go stale."""
