@@ -41,6 +41,8 @@ def parse(source: str, filename: str) -> ast.Module:
         return ast.parse(source, filename=filename)
     except SyntaxError as error:
         raise SourceProblem(f"syntax error: {error.msg}", error.lineno, error.text) from None
+    except (ValueError, MemoryError, RecursionError) as error:  # a lone surrogate, absurd nesting
+        raise SourceProblem(f"cannot be parsed: {type(error).__name__}: {str(error)[:200]}", None, None) from None
 
 
 def defined_names(tree: ast.Module) -> set[str]:

@@ -94,10 +94,19 @@ class TaskModule:
         with _rng_lock:
             seed_all(seed)
             with torch.device(device):
-                return list(self.module.get_inputs())
+                return self._called("get_inputs", self.module.get_inputs)
+
+    def _called(self, name: str, function: Any) -> list[Any]:
+        """The list a task function returns; its failure is the task's, said with the file."""
+        try:
+            return list(function())
+        except torch.cuda.OutOfMemoryError:
+            raise  # the device's, not the task's
+        except Exception as error:
+            raise TaskError(f"the task's {name}() failed: {type(error).__name__}: {error}") from None
 
     def build(self, init_seed: int, device: torch.device) -> torch.nn.Module:
-        init_inputs = list(self.module.get_init_inputs())
+        init_inputs = self._called("get_init_inputs", self.module.get_init_inputs)
         try:
             with _rng_lock:
                 seed_all(init_seed)

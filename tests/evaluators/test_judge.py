@@ -121,6 +121,18 @@ def test_broken_reference_is_the_tasks_fault(interpret_judge):
     assert result.status == Status.infra_error and result.stage == Stage.reference
     assert "reference is broken (not the candidate's fault)" in result.message
 
+    no_inputs = failing.replace("return [torch.randn(4)]", "return 1 / 0")  # get_inputs itself fails
+    result = interpret_judge.evaluate(make_request(no_inputs, "relu_ok.py"))
+    assert result.status == Status.infra_error and result.stage == Stage.reference
+    assert "the task's get_inputs() failed: ZeroDivisionError" in result.message
+
+
+def test_a_candidate_too_deeply_nested_to_parse_is_a_compile_error(interpret_judge):
+    deep = "x = " + "-" * 5000 + "1\n"
+    result = interpret_judge.evaluate(make_request("relu_reference.py", deep))
+    assert result.status == Status.compile_error, result.message
+    assert "RecursionError" in result.message or "MemoryError" in result.message
+
 
 def test_results_report_where_they_were_measured(interpret_judge):
     result = interpret_judge.evaluate(make_request("relu_reference.py", "relu_ok.py"))
