@@ -241,7 +241,7 @@ def _run_steps(db: Archive, run: Run, filters: StepFilter, skipped: Counter[str]
         if category is None:
             skipped[why] += 1
             continue
-        if category not in filters.categories:
+        if filters.categories and category not in filters.categories:
             skipped[f"{category.value} (category not asked for)"] += 1
             continue
         if filters.backends and child_evaluation.backend not in filters.backends:

@@ -194,6 +194,8 @@ def test_filters_choose_steps_by_gain_category_backend_task_run_and_operator(lin
     assert children(min_gain=1.6) == [p[5].id, q[3].id]
     assert children(categories=frozenset({Category.untimed})) == [q[1].id]
     assert children(categories=frozenset({Category.improvement})) == [p[2].id, p[6].id]
+    every = set(children(categories=frozenset(Category)))  # an empty set restricts nothing, as documented
+    assert set(children(categories=frozenset())) == every and set(children(categories=frozenset({Category.untimed}))) <= every
     assert children(backends=frozenset({"triton-interpret"})) == [q[3].id]
     assert children(tasks=frozenset({"19_ReLU"})) == children(runs=frozenset({run2.id})) == [q[3].id]
     assert children(operators=frozenset({"params", "fix"})) == [p[5].id, p[6].id, q[3].id]
