@@ -111,8 +111,11 @@ class Slot:
             with self._lock:
                 self._worker = None
 
-    def cancel(self) -> None:
+    def cancel(self, job: Job) -> None:
+        """Stop `job`'s evaluation; nothing when the slot has moved on to another job meanwhile."""
         with self._lock:
+            if self.job is not job:
+                return
             self._cancelled = True
             worker = self._worker
         if worker is not None:
@@ -189,7 +192,7 @@ class Scheduler:
         for lane in self.lanes.values():
             for slot in lane.slots:
                 if slot.job is not None:
-                    threading.Thread(target=slot.cancel, daemon=True).start()
+                    threading.Thread(target=slot.cancel, args=(slot.job,), daemon=True).start()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -258,7 +261,7 @@ class Scheduler:
         else:
             slot = next((s for s in lane.slots if s.job is job), None)
             if slot is not None:
-                threading.Thread(target=slot.cancel, daemon=True).start()
+                threading.Thread(target=slot.cancel, args=(job,), daemon=True).start()
         job.state, job.finished_at = JobState.cancelled, time.time()
         self.tally.evaluations["cancelled"] += 1
         job.finished.set()
