@@ -8,6 +8,7 @@ size is checked against limits the judge sets.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 import time
@@ -98,6 +99,14 @@ class Channel:
         if header.get("stream"):
             return Message(header, [], pending=list(sizes), deadline=deadline)
         return Message(header, [self._read(size, deadline) for size in sizes])
+
+    def readable(self, timeout: float) -> bool:
+        """Whether a message (or the end of the connection) is waiting, within `timeout`; reads nothing."""
+        try:
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        except (OSError, ValueError):  # closed: a read would say so at once
+            return True
+        return bool(ready)
 
     def _read(self, size: int, deadline: float | None) -> bytearray:
         buffer = bytearray(size)

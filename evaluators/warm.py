@@ -22,6 +22,7 @@ from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStart
 # lowers the limit to what the candidate's request allows, counted from the moment it is handed out.
 WARM_LIMITS = Limits(wall_s=3600.0, cpu_s=3600 * 4 + 60)
 MAX_BACKOFF_S = 30.0
+READY_TIMEOUT_S = 180.0  # from connecting to `ready`: torch import, CUDA context, clock calibration
 
 
 @dataclass
@@ -177,6 +178,13 @@ class WarmPool:
         error: str | None = None
         try:
             handle = self.sandbox.start(spec, self.limits)
+            # connected is not started: the worker imports torch, creates its CUDA context and
+            # calibrates its clock on the GPU before it says `ready`, and a quiet device must wait for that
+            if not handle.channel.readable(READY_TIMEOUT_S) or not handle.alive():
+                summary = handle.exit_summary() if not handle.alive() else f"no `ready` within {READY_TIMEOUT_S:g} s"
+                handle.close()
+                handle = None
+                raise WorkerStartError(f"a pre-started worker failed to start: {summary}")
         except Exception as failure:  # whatever it is, the shelf must not count this start forever
             error = f"{type(failure).__name__}: {failure}" if not isinstance(failure, (WorkerStartError, OSError)) else str(failure)
         with self._lock:

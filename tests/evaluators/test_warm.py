@@ -151,3 +151,19 @@ def test_no_worker_starts_on_a_device_while_it_is_being_timed(spec):
         assert pool.stats.hits == 1
     finally:
         pool.close()
+
+
+def test_a_worker_is_handed_out_only_once_it_has_said_ready(spec):
+    # torch imported, device and clock set up: nothing of its start-up may overlap a timed candidate
+    pool = WarmPool(size=1)
+    try:
+        pool.prepare(spec)
+        assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error
+        handle = pool.acquire(spec, Limits())
+        try:
+            assert handle.channel.readable(0.0)
+            assert handle.channel.recv(timeout=1.0).type == "ready"
+        finally:
+            handle.close()
+    finally:
+        pool.close()
