@@ -227,6 +227,7 @@ class Worker:
 
         fresh = bool(command.get("fresh_inputs", True))
         self.launches.reset()
+        self.clock.timed_stream()  # the stream the loop times on, whatever a forward left current
         if self.raw_stream is not None:
             raw_stream, index = self.raw_stream, self.device.index or 0
             self.launches.watch_stream(raw_stream(index), lambda: raw_stream(index))

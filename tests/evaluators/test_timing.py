@@ -1,8 +1,13 @@
-"""The pure arithmetic of timing: stream versus device time, the wall-clock cross-check."""
+"""Timing without a GPU: the arithmetic (stream versus device time, the wall-clock cross-check) and the
+timed loop on a clock whose primitives are CPU stand-ins."""
 
 from __future__ import annotations
 
-from evaluators.timing import Sample, effective_times, wall_clock_consistent
+import time
+
+import torch
+
+from evaluators.timing import Clock, Sample, effective_times, timed_loop, wall_clock_consistent
 
 
 def test_stream_time_is_used_when_nothing_runs_outside_the_stream():
@@ -36,3 +41,50 @@ def test_fabricated_figures_disagree_with_the_wall_clock():
 def test_short_kernels_are_not_flagged_by_noise():
     ok, _ = wall_clock_consistent(0.004, 0.033, 110, 0.29)
     assert ok
+
+
+# -- the timed loop, on a clock of CPU stand-ins -----------------------------------------------
+
+class StandInClock:
+    """Records what the loop asks of the GPU: which stream each event went to, what ran when."""
+
+    def __init__(self) -> None:
+        self.current = "timed"
+        self.log: list[tuple[str, ...]] = []
+        self.clock = Clock(
+            device=torch.device("cpu"),
+            record=lambda event, stream: self.log.append(("record", event, stream)),
+            elapsed=lambda start, end: 1.0,
+            event_synchronize=lambda event: None,
+            synchronize=lambda: None,
+            current_stream=lambda: self.current,
+            perf_counter=time.perf_counter,
+            zero_=lambda flush: None,
+            events=["start", "end_stream", "end_device"],
+            stream="timed",
+            restore_stream=self.restore,
+        )
+
+    def restore(self) -> None:
+        self.current = "timed"
+
+
+def seeded_inputs(first: int = 100):
+    seeds = iter(range(first, first + 1000))
+    return lambda: [torch.full((4,), float(next(seeds)))]
+
+
+def test_a_call_that_leaves_another_stream_current_does_not_move_the_next_repetitions_events():
+    stand_in = StandInClock()
+    streams_seen = []
+
+    def call(inputs):
+        streams_seen.append(stand_in.current)
+        stand_in.current = "side"  # what `torch.cuda.set_stream(side)` left behind would do
+
+    samples, calls = timed_loop(call, seeded_inputs(), stand_in.clock, 5, 2, None, True)
+    assert len(samples) == 5 and calls == 2
+    assert streams_seen == ["timed"] * 7  # every call, warm-up included, starts on the timed stream
+    assert {entry[2] for entry in stand_in.log} == {"timed"}  # and every event is recorded there
+    assert stand_in.current == "timed"  # the worker goes on on it, too
+
