@@ -27,6 +27,7 @@ from evaluators.protocol import EvalRequest, EvalResult, Finding, Stage, Status,
 from evaluators.reference import ReferenceData, ReferenceStore
 from evaluators.runtime_rules import (
     Verdict,
+    compare_timed_outputs,
     guard_findings,
     ops_verdict,
     rejection,
@@ -155,7 +156,9 @@ class _Evaluation:
         self.limits = limits
         pool = self.judge.workers
         self.worker = pool.acquire(self.spec, limits) if pool is not None else self.judge.sandbox.start(self.spec, limits)
-        self.worker.channel.max_blob_bytes = 4 * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
+        # the most one message carries: a trial's outputs, their repeat and inputs, or the compared timed outputs
+        copies = max(4, self.request.timing.compared_repetitions)
+        self.worker.channel.max_blob_bytes = copies * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
         self.max_elements = 4 * reference.output_elements + (1 << 20) + reference.input_bytes
         ready = self._receive("ready")
         sync_latency_ms = float(ready.header.get("sync_latency_ms") or 0.0)
@@ -288,12 +291,18 @@ class _Evaluation:
         self._send(dict(command, null=True))
         self._receive("timing")
         loop_overhead_ms = (time.perf_counter() - started) * 1000.0 / settings.repetitions
+        chosen = self._compared_repetitions(reference)
         started = time.perf_counter()
-        self._send(command)
+        self._send(dict(command, compare=chosen))
         message = self._receive("timing")
         wall_s = time.perf_counter() - started
         message.header["warmup_calls"] = warmed.header.get("warmup_calls")
         samples = timing_samples(message.header, settings.repetitions, settings.warmup)
+        compared = self._receive("timed_outputs")
+        compare_timed_outputs(compared.header, compared.tensors, chosen, reference, self.request.correctness,
+                              self.trials)
+        del compared
+        self._release_memory()
         times, hidden = effective_times(samples, device_slack_ms=max(4 * sync_latency_ms, 0.03))
         if hidden * 4 >= len(samples):
             self.findings.append(Finding(
@@ -314,6 +323,17 @@ class _Evaluation:
             self.result.speedup = reference.baselines["eager"].median_ms / stats.median_ms
         if "compile" in reference.baselines:
             self.result.speedup_compile = reference.baselines["compile"].median_ms / stats.median_ms
+
+    def _compared_repetitions(self, reference: ReferenceData) -> list[int]:
+        """Timed repetitions whose outputs are compared too, drawn at random: a candidate that tells timed
+        calls from checked ones and returns garbage only when timed cannot know which are looked at."""
+        settings = self.request.timing
+        count = min(settings.compared_repetitions, settings.repetitions)
+        if self.device.type == "cuda" and reference.output_bytes > 0:
+            # their copies sit in the worker and then here: fewer (never none) past an eighth of the device
+            budget = torch.cuda.get_device_properties(self.device).total_memory // 8
+            count = max(1, min(count, budget // reference.output_bytes))
+        return sorted(secrets.SystemRandom().sample(range(settings.repetitions), count))
 
     def _rechecks(self, reference: ReferenceData) -> None:
         for seed in reference.recheck_seeds:

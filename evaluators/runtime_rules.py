@@ -1,4 +1,5 @@
-"""The judge's rules on what a worker reports at run time: guard findings, torch ops, the speed of light.
+"""The judge's rules on what a worker reports at run time: guard findings, torch ops, timing reports,
+the outputs of timed calls, the speed of light.
 
 Each rule reads what the (untrusted) worker sent, validates its shape, and either lets the
 evaluation go on or ends it with a Verdict naming the rule.
@@ -6,12 +7,18 @@ evaluation go on or ends it with a Verdict naming the rule.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from evaluators.compare import compare_outputs
 from evaluators.ops import recomputes_reference
-from evaluators.protocol import Finding, Stage, Status
+from evaluators.protocol import CorrectnessSettings, Finding, Stage, Status, TrialResult
 from evaluators.speed_of_light import Bound
 from evaluators.timing import MAX_WARMUP_CALLS, Sample
+
+if TYPE_CHECKING:
+    import torch
+
+    from evaluators.reference import ReferenceData
 
 
 class Verdict(Exception):
@@ -102,3 +109,38 @@ def timing_samples(header: dict[str, Any], repetitions: int, min_warmup: int) ->
         raise Verdict(Status.rejected, stage, f"only {launches} Triton launches in {repetitions} timed calls",
                       Finding(rule="no-triton-launch", message="timed calls launched no Triton kernel"))
     return [Sample(float(s), float(d)) for s, d in zip(stream_ms, device_ms, strict=True)]
+
+
+def compare_timed_outputs(
+    header: dict[str, Any],
+    tensors: dict[str, list[torch.Tensor]],
+    chosen: list[int],
+    reference: ReferenceData,
+    settings: CorrectnessSettings,
+    trials: list[TrialResult],
+) -> None:
+    """The outputs of the timed repetitions the judge chose, against the reference on each one's inputs.
+
+    The worker reports the seed it made each repetition's inputs from; the reference output for it
+    is computed again here. Each comparison joins `trials` (phase "timed"); a wrong output ends the
+    evaluation as incorrect: forward behaved differently when timed than when checked.
+    """
+    stage = Stage.timing
+    expected_groups = {f"repetition_{i}" for i in chosen}
+    if header.get("repetitions") != chosen or set(tensors) != expected_groups:
+        raise _malformed("timed outputs", stage, "not the outputs of the repetitions the judge chose")
+    seeds = header.get("seeds")
+    if not (isinstance(seeds, list) and len(seeds) == len(chosen)
+            and all(type(seed) is int and 0 <= seed < 2**63 for seed in seeds)):
+        raise _malformed("timed outputs", stage, "no input seed for each chosen repetition")
+    last_seed, expected = None, []
+    for repetition, seed in zip(chosen, seeds, strict=True):
+        if seed != last_seed:  # without fresh inputs, one seed serves every repetition
+            last_seed, expected = seed, reference.output_for(seed)
+        trial = compare_outputs(tensors.pop(f"repetition_{repetition}"), expected, settings, len(trials))
+        trial.phase = "timed"
+        trials.append(trial)
+        if not trial.passed:
+            raise Verdict(Status.incorrect, stage,
+                          f"repetition {repetition} of the timed calls gave a wrong result, though the checked calls "
+                          f"were right (does forward behave differently while timed?): {trial.message}")

@@ -160,50 +160,68 @@ MAX_WARMUP_CALLS = 10_000
 SPIN_MS = 1.0
 
 
+@dataclass
+class Kept:
+    """The repetitions the judge chose to compare, and what the loop keeps of each: the seed of its
+    inputs and copies of its outputs, taken after its end events, outside the measured window."""
+
+    chosen: frozenset[int]
+    copy: Callable[[Any], list[Any]]  # a call's result -> copies of its output tensors
+    seeds: dict[int, int] = field(default_factory=dict)
+    outputs: dict[int, list[Any]] = field(default_factory=dict)
+
+
 def timed_loop(
     call: Callable[[list[Any]], Any],
-    next_inputs: Callable[[], list[Any]],
+    next_inputs: Callable[[], tuple[int, list[Any]]],
     clock: Clock,
     repetitions: int,
     warmup: int,
     flush: torch.Tensor | None,
     fresh_inputs: bool,
     warmup_ms: float = 0.0,
+    kept: Kept | None = None,
 ) -> tuple[list[Sample], int]:
     """Warm up (at least `warmup` calls and `warmup_ms`), then time `repetitions` calls.
 
-    Returns the samples and the number of warm-up calls made: the judge's wall-clock
-    cross-check counts them.
+    `next_inputs` gives a seed and the inputs made from it; with `fresh_inputs` off, the first
+    ones serve every call. Returns the samples and the number of warm-up calls made: the judge's
+    wall-clock cross-check counts them.
     """
     start, end_stream, end_device = clock.events
     stream = clock.timed_stream()
-    inputs = next_inputs()
+    seed, inputs = next_inputs()
     began = clock.perf_counter()
     calls = 0
     while calls < MAX_WARMUP_CALLS and (calls < warmup or (clock.perf_counter() - began) * 1000.0 < warmup_ms):
         clock.timed_stream()
         if fresh_inputs:
-            inputs = next_inputs()
+            seed, inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
         call(inputs)
         clock.synchronize()  # host time must follow the device for the time-based warm-up
         calls += 1
     samples: list[Sample] = []
-    for _ in range(repetitions):
+    for index in range(repetitions):
         clock.timed_stream()
         if fresh_inputs:
-            inputs = next_inputs()
+            seed, inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
         clock.spin_for(SPIN_MS)
         clock.record(start, stream)
-        call(inputs)
+        result = call(inputs)
         clock.record(end_stream, stream)
         clock.synchronize()  # the whole device: work on side streams is counted below
         clock.record(end_device, stream)
         clock.event_synchronize(end_device)
         samples.append(Sample(clock.elapsed(start, end_stream), clock.elapsed(start, end_device)))
+        if kept is not None and index in kept.chosen:
+            clock.timed_stream()  # the copies queue on the timed stream, ahead of the next start event
+            kept.seeds[index] = seed
+            kept.outputs[index] = kept.copy(result)
+        del result
     clock.synchronize()
     clock.timed_stream()
     return samples, calls
@@ -226,7 +244,7 @@ def effective_times(samples: list[Sample], device_slack_ms: float) -> tuple[list
 
 def calibrate_sync_latency(clock: Clock, repetitions: int = 30) -> float:
     """Median device-minus-stream time of an empty call: the host synchronize latency (ms)."""
-    samples, _ = timed_loop(lambda _: None, lambda: [], clock, repetitions, 3, None, False)
+    samples, _ = timed_loop(lambda _: None, lambda: (0, []), clock, repetitions, 3, None, False)
     gaps = sorted(s.device_ms - s.stream_ms for s in samples)
     return gaps[len(gaps) // 2]
 

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from evaluators.timing import Clock, Sample, effective_times, timed_loop, wall_clock_consistent
+from evaluators.timing import Clock, Kept, Sample, effective_times, timed_loop, wall_clock_consistent
 
 
 def test_stream_time_is_used_when_nothing_runs_outside_the_stream():
@@ -71,7 +71,12 @@ class StandInClock:
 
 def seeded_inputs(first: int = 100):
     seeds = iter(range(first, first + 1000))
-    return lambda: [torch.full((4,), float(next(seeds)))]
+
+    def next_inputs():
+        seed = next(seeds)
+        return seed, [torch.full((4,), float(seed))]
+
+    return next_inputs
 
 
 def test_a_call_that_leaves_another_stream_current_does_not_move_the_next_repetitions_events():
@@ -88,3 +93,34 @@ def test_a_call_that_leaves_another_stream_current_does_not_move_the_next_repeti
     assert {entry[2] for entry in stand_in.log} == {"timed"}  # and every event is recorded there
     assert stand_in.current == "timed"  # the worker goes on on it, too
 
+
+def test_the_chosen_repetitions_keep_their_seeds_and_outputs_copied_after_their_end_events():
+    stand_in = StandInClock()
+    buffer = torch.zeros(4)  # one output buffer reused by every call, as an address-keyed cache would
+
+    def call(inputs):
+        buffer.copy_(inputs[0] * 2)
+        return buffer
+
+    def copy(result):
+        stand_in.log.append(("copy",))
+        return [result.clone()]
+
+    kept = Kept(frozenset({1, 3}), copy)
+    timed_loop(call, seeded_inputs(), stand_in.clock, 5, 2, None, True, kept=kept)
+    # the first seed made the inputs before the warm-up, two more the warm-up calls': repetition i used 103 + i
+    assert kept.seeds == {1: 104, 3: 106}
+    assert {i: out[0].tolist() for i, out in kept.outputs.items()} == {1: [208.0] * 4, 3: [212.0] * 4}
+    # outside the measured window: each copy after its repetition's last end event, before the next start
+    copies = [i for i, entry in enumerate(stand_in.log) if entry == ("copy",)]
+    for position in copies:
+        assert stand_in.log[position - 1][1] == "end_device"
+        assert stand_in.log[position + 1][1] == "start"
+
+
+def test_without_fresh_inputs_every_repetition_reports_the_one_seed_its_inputs_came_from():
+    stand_in = StandInClock()
+    kept = Kept(frozenset({0, 4}), lambda result: [result.clone()])
+    timed_loop(lambda inputs: inputs[0] + 1, seeded_inputs(7), stand_in.clock, 5, 2, None, False, kept=kept)
+    assert kept.seeds == {0: 7, 4: 7}
+    assert [out[0].tolist() for out in kept.outputs.values()] == [[8.0] * 4, [8.0] * 4]
