@@ -393,8 +393,8 @@ class _Evaluation:
         if not isinstance(launches, int) or launches < 1:
             raise Verdict(
                 Status.rejected, self.stage,
-                f"no Triton kernel was launched during the {what}: ModelNew.forward must run a Triton kernel, "
-                "launched as kernel[grid](...) (a kernel compiled with .warmup() and launched directly is not seen)",
+                f"no Triton kernel was launched during the {what}: ModelNew.forward must launch a Triton kernel "
+                "(kernel[grid](...); on a GPU, a kernel compiled with .warmup() and launched directly counts too)",
                 Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
             )
 
