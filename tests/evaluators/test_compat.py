@@ -125,4 +125,9 @@ def test_this_tritons_launchers_take_the_stream_fourth():
     leave compiled launches on a side stream unseen."""
     from triton.backends.nvidia.driver import CudaLauncher
 
-    assert list(inspect.signature(CudaLauncher.__call__).parameters)[:5] == ["self", "gridX", "gridY", "gridZ", "stream"]
+    parameters = list(inspect.signature(CudaLauncher.__call__).parameters.values())
+    if [p.name for p in parameters[1:5]] != ["gridX", "gridY", "gridZ", "stream"]:
+        # Triton 3.0 (and MetaX's fork): __call__(self, *args, **kwargs), which CompiledKernel and
+        # JITFunction.run call as launcher(gridX, gridY, gridZ, stream, function, ...)
+        kinds = [p.kind for p in parameters[1:]]
+        assert kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
