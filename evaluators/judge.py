@@ -29,6 +29,7 @@ from evaluators.runtime_rules import (
     Verdict,
     compare_timed_outputs,
     guard_findings,
+    launches_verdict,
     ops_verdict,
     rejection,
     speed_of_light_verdict,
@@ -238,7 +239,7 @@ class _Evaluation:
             first = index == 0
             self._send({"type": "run", "seed": seed, "repeat": first, "send_inputs": first})
             message = self._receive("outputs")
-            self._check_launches(message, "correctness trial")
+            launches_verdict(message.header, "correctness trial", self.stage)
             self._check_ops(message, reference)
             outputs = message.tensors.pop("outputs")
             trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, index)
@@ -339,7 +340,7 @@ class _Evaluation:
         for seed in reference.recheck_seeds:
             self._send({"type": "recheck", "seed": seed})
             message = self._receive("outputs")
-            self._check_launches(message, "recheck")
+            launches_verdict(message.header, "recheck", self.stage)
             self._check_ops(message, reference)
             outputs = message.tensors.pop("outputs")
             trial = compare_outputs(outputs, reference.output_for(seed), self.request.correctness, len(self.trials))
@@ -384,19 +385,6 @@ class _Evaluation:
         speed_of_light_verdict(stats.median_ms, bound)
 
     # -- plumbing ------------------------------------------------------------------------
-
-    def _check_launches(self, message: Message, what: str) -> None:
-        if message.header.get("launch_hooks_intact") is False:
-            raise Verdict(Status.rejected, self.stage, "the Triton launch counter was tampered with",
-                          Finding(rule="launch-hook-tampering", message="the launch counter was replaced"))
-        launches = message.header.get("launches")
-        if not isinstance(launches, int) or launches < 1:
-            raise Verdict(
-                Status.rejected, self.stage,
-                f"no Triton kernel was launched during the {what}: ModelNew.forward must launch a Triton kernel "
-                "(kernel[grid](...); on a GPU, a kernel compiled with .warmup() and launched directly counts too)",
-                Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
-            )
 
     def _decode(self, message: Message) -> None:
         assert self.worker is not None

@@ -51,6 +51,21 @@ def guard_findings(header: dict[str, Any], stage: Stage) -> list[Finding]:
     return [Finding(rule=f["rule"][:64], message=f["message"][:500], line=f.get("line")) for f in found]
 
 
+def launches_verdict(header: dict[str, Any], what: str, stage: Stage) -> None:
+    """A checked forward must have launched a Triton kernel, through launch hooks still in place."""
+    if header.get("launch_hooks_intact") is False:
+        raise Verdict(Status.rejected, stage, "the Triton launch counter was tampered with",
+                      Finding(rule="launch-hook-tampering", message="the launch counter was replaced"))
+    launches = header.get("launches")
+    if not isinstance(launches, int) or launches < 1:
+        raise Verdict(
+            Status.rejected, stage,
+            f"no Triton kernel was launched during the {what}: ModelNew.forward must launch a Triton kernel "
+            "(kernel[grid](...); on a GPU, a kernel compiled with .warmup() and launched directly counts too)",
+            Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
+        )
+
+
 def ops_verdict(ops: Any, strict: bool, reference_ops: list[str], stage: Stage) -> Finding | None:
     """Torch compute ops forward ran outside its kernels: rejected in strict mode or when they redo
     the whole reference; otherwise an info finding (returned) lists them."""
