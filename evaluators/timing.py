@@ -5,8 +5,8 @@ spin, a start event, the call, an end event on the timed stream and, after a who
 synchronize, a second end event. The first end event gives do_bench-like figures; the second
 counts work hidden on side streams. The spin keeps the GPU busy while the host enqueues the start
 event and launches the call, so the figures are the GPU's time, not the host's launch latency
-(do_bench's flush does the same for short launches). The primitives, and the timed stream, are
-captured before any candidate code is imported and checked afterwards.
+(do_bench's flush does the same for short launches). The primitives and the timed stream are
+captured before any candidate code is imported; the primitives are checked afterwards.
 """
 
 from __future__ import annotations
