@@ -94,6 +94,41 @@ class ModelNew(nn.Module):
         torch.cuda.current_stream().wait_stream(SIDE)
         return out
 '''
+GARBAGE_WHEN_TIMED = KERNEL + '''
+
+class ModelNew(nn.Module):
+    """Right while the harness's op recorder (a dispatch mode) watches, as in every checked call; in
+    timed calls, the kernel covers the first half only and the rest stays zero."""
+
+    def forward(self, x):
+        if torch.utils._python_dispatch._get_current_dispatch_mode() is not None:
+            return relu(x)
+        out = torch.zeros_like(x)
+        half = x.numel() // 2
+        relu_kernel[(triton.cdiv(half, 1024),)](x, out, half, BLOCK=1024)
+        return out
+'''
+COMPILED_SIDE_STREAM = KERNEL + '''
+SIDE = torch.cuda.Stream() if torch.cuda.is_available() else None
+# Triton 3.3 and later hand a compiled kernel its constexpr arguments too
+CONSTEXPRS_PASSED = tuple(int(part) for part in triton.__version__.split(".")[:2]) >= (3, 3)
+
+
+class ModelNew(nn.Module):
+    """One counted kernel[grid] launch on the timed stream, for the launch counter; the work itself
+    through the CompiledKernel that .warmup() returns, launched on a side stream."""
+
+    def forward(self, x):
+        if SIDE is None:
+            return relu(x)
+        out = torch.empty_like(x)
+        n = x.numel()
+        relu_kernel[(1,)](x, out, n, BLOCK=1024)
+        compiled = relu_kernel.warmup(x, out, n, BLOCK=1024, grid=(1,))
+        arguments = (x, out, n, 1024) if CONSTEXPRS_PASSED else (x, out, n)
+        compiled[(triton.cdiv(n, 1024), 1, 1)](*arguments, stream=SIDE.cuda_stream)
+        return out
+'''
 PATCHED_EVENT = HONEST.replace("class ModelNew", "torch.cuda.Event.elapsed_time = lambda self, end: 1e-4\n\n\nclass ModelNew")
 PATCHED_CLOCK = HONEST.replace(
     "class ModelNew", "triton.runtime.autotuner.time.perf_counter = lambda: 0.0\n\n\nclass ModelNew")
@@ -146,6 +181,10 @@ CASES = [
     Case("side stream", SIDE_STREAM, "rejected/side-stream-launch", timed_only=True,
          or_else="rejected/speed-of-light"),
     Case("side stream, joined", JOINED_SIDE_STREAM, "rejected/side-stream-launch", timed_only=True),
+    # garbage only where the op recorder is absent: the timed repetitions the judge draws are compared
+    Case("garbage in timed calls only", GARBAGE_WHEN_TIMED, "incorrect", timed_only=True),
+    # the launcher is wrapped too: the compiled kernel's side stream shows in its stream argument
+    Case("compiled kernel on a side stream", COMPILED_SIDE_STREAM, "rejected/side-stream-launch", timed_only=True),
     Case("patched cuda.Event.elapsed_time", PATCHED_EVENT, "rejected/monkey-patch"),
     Case("patched time.perf_counter", PATCHED_CLOCK, "rejected/monkey-patch"),
     Case("address-keyed cache", ADDRESS_CACHE, "incorrect", timed_only=True),

@@ -24,7 +24,7 @@ def interpreter_enabled() -> bool:
 
 
 def _launch_entry_points() -> list[tuple[type, str]]:
-    """(class, method) pairs through which every kernel launch passes exactly once.
+    """(class, method) pairs through which every `kernel[grid](...)` launch passes exactly once.
 
     Compiled mode, every Triton from 3.0 on (MetaX's fork included): `kernel[grid](...)` resolves
     to `JITFunction.run(grid=..., warmup=False, ...)`; Autotuner and Heuristics wrappers end there.
@@ -44,11 +44,44 @@ def _launch_entry_points() -> list[tuple[type, str]]:
     return points
 
 
+def _launcher_entry_point() -> tuple[type, str] | None:
+    """Compiled mode: the driver's launcher class, which every compiled launch calls with its stream.
+
+    `kernel[grid](...)` reaches it from `JITFunction.run`; a kernel compiled with `.warmup()` and
+    launched through its `CompiledKernel` (`compiled[grid](...)`, `compiled.run(...)`) reaches it
+    alone. From Triton 3.0 (MetaX's fork included, `__call__(self, *args, **kwargs)`) to 3.9
+    (`__call__(self, gridX, gridY, gridZ, stream, function, *args)`) it is called as
+    `launcher(gridX, gridY, gridZ, stream, function, ...)`. None in the interpreter, without a GPU
+    driver, or in a fork whose driver has no launcher class.
+    """
+    if interpreter_enabled():
+        return None
+    try:
+        from triton.runtime import driver
+
+        launcher = driver.active.launcher_cls
+    except Exception:  # no active driver (no GPU), or a driver without a launcher class
+        return None
+    if not isinstance(launcher, type) or not any("__call__" in vars(base) for base in launcher.__mro__):
+        return None  # instances that cannot be called: not a launcher this wrapper knows
+    return launcher, "__call__"
+
+
+def launch_points() -> list[tuple[type, str]]:
+    """Every (class, method) the harness wraps around launches: the guards scope them and watch them."""
+    launcher = _launcher_entry_point()
+    return _launch_entry_points() + ([launcher] if launcher is not None else [])
+
+
+_NO_STREAM = object()
+
+
 class LaunchCounter:
-    """Counts Triton kernel launches by wrapping the launch entry points.
+    """Counts Triton kernel launches by wrapping the launch entry points and, compiled, the launcher.
 
     Installed by trusted code before candidate code is imported; `intact()` tells whether
     the wrappers are still the ones installed (a candidate that swaps them back is caught).
+    A launch through the raw C function the launcher calls (`launcher.launch`) is not seen.
     """
 
     def __init__(self) -> None:
@@ -60,26 +93,61 @@ class LaunchCounter:
         self.expected_stream: int | None = None
         self.stream_of: Callable[[], int] | None = None
         self.off_stream = 0
+        # inside a counted JITFunction.run: the launcher it calls must not count the launch again
+        self._jit_depth = 0
+        self._jit_off_stream = False
 
     def install(self) -> None:
         for cls, method in _launch_entry_points():
-            wrapper = self._counting(getattr(cls, method))
-            setattr(cls, method, wrapper)
-            self._installed[(cls, method)] = wrapper
+            self._wrap(cls, method, self._counting(getattr(cls, method)))
+        launcher = _launcher_entry_point()
+        if launcher is not None:
+            cls, method = launcher
+            self._wrap(cls, method, self._counting_launcher(getattr(cls, method)))
+
+    def _wrap(self, cls: type, method: str, wrapper: Callable[..., Any]) -> None:
+        setattr(cls, method, wrapper)
+        self._installed[(cls, method)] = wrapper
 
     def _counting(self, original: Callable[..., Any]) -> Callable[..., Any]:
         counter = self
 
         @functools.wraps(original)
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            off_stream = False
             if not kwargs.get("warmup", False):  # a warm-up compiles (or, interpreted, does nothing)
-                counter.count += 1
                 name = getattr(getattr(self, "fn", None), "__name__", None) or "kernel"
-                counter.kernels[name] = counter.kernels.get(name, 0) + 1
-                counter._check_stream()
-            return original(self, *args, **kwargs)
+                counter._count(name)
+                off_stream = counter._current_stream_is_off()
+            outer = counter._jit_off_stream
+            counter._jit_depth += 1
+            counter._jit_off_stream = off_stream
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                counter._jit_depth -= 1
+                counter._jit_off_stream = outer
 
         return run
+
+    def _counting_launcher(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """The launcher: counts launches that came through no JITFunction.run (a CompiledKernel launched
+        directly), and holds every launch to the timed stream by the stream it is given."""
+        counter = self
+
+        @functools.wraps(original)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if counter._jit_depth == 0:
+                counter._count("launched directly")
+            if not counter._jit_off_stream:  # one launch off the stream is one, however many doors saw it
+                counter._check_stream_argument(args[3] if len(args) > 3 else kwargs.get("stream", _NO_STREAM))
+            return original(self, *args, **kwargs)
+
+        return call
+
+    def _count(self, name: str) -> None:
+        self.count += 1
+        self.kernels[name] = self.kernels.get(name, 0) + 1
 
     def watch_stream(self, expected: int | None, stream_of: Callable[[], int] | None = None) -> None:
         """Count launches issued while another stream than `expected` is current (None: stop).
@@ -91,14 +159,26 @@ class LaunchCounter:
         if stream_of is not None:
             self.stream_of = stream_of
 
-    def _check_stream(self) -> None:
+    def _current_stream_is_off(self) -> bool:
+        """A launch about to go to the current stream, while another than the timed one is current."""
         if self.expected_stream is None or self.stream_of is None:
-            return
+            return False
         try:
             current = self.stream_of()
         except Exception:  # no stream to ask about: nothing to compare
-            return
+            return False
         if current != self.expected_stream:
+            self.off_stream += 1
+            return True
+        return False
+
+    def _check_stream_argument(self, stream: Any) -> None:
+        """The stream a launcher was handed: whatever current stream a replaced getter reported."""
+        if self.expected_stream is None or stream is _NO_STREAM:
+            return
+        # the value the C launcher reads, not what an int subclass says of itself
+        value = int.__int__(stream) if issubclass(type(stream), int) else None
+        if value != self.expected_stream:
             self.off_stream += 1
 
     def intact(self) -> bool:

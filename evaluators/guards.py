@@ -131,9 +131,9 @@ class Guard:
     # -- installation ----------------------------------------------------------------------
 
     def install(self) -> None:
-        from evaluators.compat import _launch_entry_points
+        from evaluators.compat import launch_points
 
-        for cls, method in [*_launch_entry_points(), *((tuner, "run") for tuner in _tuner_classes())]:
+        for cls, method in [*launch_points(), *((tuner, "run") for tuner in _tuner_classes())]:
             setattr(cls, method, self._scoped(getattr(cls, method)))
         os._exit = self._refusing("os._exit", os._exit)  # type: ignore[assignment]
         os.abort = self._refusing("os.abort", os.abort)  # type: ignore[assignment]
@@ -374,9 +374,9 @@ def _watched_namespaces() -> dict[str, Any]:
             for key, value in vars(module).items():
                 if isinstance(value, type) and value.__module__ in (module_name, "__main__"):
                     spaces[f"{module_name}.{key}"] = value
-    from evaluators.compat import _launch_entry_points
+    from evaluators.compat import launch_points
 
-    for cls in [*(cls for cls, _ in _launch_entry_points()), *_tuner_classes()]:
+    for cls in [*(cls for cls, _ in launch_points()), *_tuner_classes()]:
         spaces[f"{cls.__module__}.{cls.__qualname__}"] = cls
     return spaces
 

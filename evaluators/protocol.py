@@ -81,6 +81,10 @@ class TimingSettings(_Model):
     fresh_inputs: bool = Field(
         True, description="new random inputs before every repetition (defeats output caching)"
     )
+    compared_repetitions: int = Field(
+        3, ge=1, le=16, description="timed repetitions, drawn at random by the judge, whose outputs are compared "
+        "too (at most `repetitions`; fewer when their copies would crowd the device)",
+    )
     enabled: bool = True
 
 
@@ -117,7 +121,7 @@ class TrialResult(_Model):
     mismatched: int = 0
     numel: int = 0
     message: str = ""
-    phase: Literal["correctness", "recheck"] = "correctness"
+    phase: Literal["correctness", "timed", "recheck"] = "correctness"
 
 
 class TimingStats(_Model):

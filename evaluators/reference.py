@@ -124,7 +124,9 @@ def reference_key(request: EvalRequest, spec: BackendSpec) -> str:
         "recheck": request.correctness.recheck_after_timing,
         "device": spec.torch_device,
         "backend": spec.backend.value,
-        "timing": request.timing.model_dump(mode="json") if spec.measures_time else None,
+        # which repetitions are compared changes neither the reference nor its baselines
+        "timing": request.timing.model_dump(mode="json", exclude={"compared_repetitions"})
+        if spec.measures_time else None,
     }
     return hashlib.sha256(repr(sorted(relevant.items())).encode()).hexdigest()
 
@@ -195,8 +197,9 @@ def _time_baselines(
     flush = flush_buffer(device, settings.flush_l2)
     seeds = itertools.count(1 << 40)
 
-    def next_inputs() -> list[Any]:
-        return task.make_inputs(next(seeds), device)
+    def next_inputs() -> tuple[int, list[Any]]:
+        seed = next(seeds)
+        return seed, task.make_inputs(seed, device)
 
     def measure(call: Callable[[list[Any]], Any]) -> tuple[list[float], float]:
         """Per-call times, and wall milliseconds per call of the whole loop (warm-up included)."""
@@ -214,7 +217,7 @@ def _time_baselines(
             data.baselines["eager"] = TimingStats.from_samples(eager)
         if "compile" in settings.baselines:
             compiled = torch.compile(model)
-            compiled(*next_inputs())  # compile outside the timed loop
+            compiled(*next_inputs()[1])  # compile outside the timed loop
             times, _ = measure(lambda inputs: compiled(*inputs))
             data.baselines["compile"] = TimingStats.from_samples(times)
 

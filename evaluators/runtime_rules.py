@@ -1,4 +1,5 @@
-"""The judge's rules on what a worker reports at run time: guard findings, torch ops, the speed of light.
+"""The judge's rules on what a worker reports at run time: guard findings, torch ops, timing reports,
+the outputs of timed calls, the speed of light.
 
 Each rule reads what the (untrusted) worker sent, validates its shape, and either lets the
 evaluation go on or ends it with a Verdict naming the rule.
@@ -6,12 +7,18 @@ evaluation go on or ends it with a Verdict naming the rule.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from evaluators.compare import compare_outputs
 from evaluators.ops import recomputes_reference
-from evaluators.protocol import Finding, Stage, Status
+from evaluators.protocol import CorrectnessSettings, Finding, Stage, Status, TrialResult
 from evaluators.speed_of_light import Bound
 from evaluators.timing import MAX_WARMUP_CALLS, Sample
+
+if TYPE_CHECKING:
+    import torch
+
+    from evaluators.reference import ReferenceData
 
 
 class Verdict(Exception):
@@ -42,6 +49,21 @@ def guard_findings(header: dict[str, Any], stage: Stage) -> list[Finding]:
     if not valid:
         raise _malformed("guard report", stage)
     return [Finding(rule=f["rule"][:64], message=f["message"][:500], line=f.get("line")) for f in found]
+
+
+def launches_verdict(header: dict[str, Any], what: str, stage: Stage) -> None:
+    """A checked forward must have launched a Triton kernel, through launch hooks still in place."""
+    if header.get("launch_hooks_intact") is False:
+        raise Verdict(Status.rejected, stage, "the Triton launch counter was tampered with",
+                      Finding(rule="launch-hook-tampering", message="the launch counter was replaced"))
+    launches = header.get("launches")
+    if not isinstance(launches, int) or launches < 1:
+        raise Verdict(
+            Status.rejected, stage,
+            f"no Triton kernel was launched during the {what}: ModelNew.forward must launch a Triton kernel "
+            "(kernel[grid](...); on a GPU, a kernel compiled with .warmup() and launched directly counts too)",
+            Finding(rule="no-triton-launch", message="forward launched no Triton kernel"),
+        )
 
 
 def ops_verdict(ops: Any, strict: bool, reference_ops: list[str], stage: Stage) -> Finding | None:
@@ -102,3 +124,38 @@ def timing_samples(header: dict[str, Any], repetitions: int, min_warmup: int) ->
         raise Verdict(Status.rejected, stage, f"only {launches} Triton launches in {repetitions} timed calls",
                       Finding(rule="no-triton-launch", message="timed calls launched no Triton kernel"))
     return [Sample(float(s), float(d)) for s, d in zip(stream_ms, device_ms, strict=True)]
+
+
+def compare_timed_outputs(
+    header: dict[str, Any],
+    tensors: dict[str, list[torch.Tensor]],
+    chosen: list[int],
+    reference: ReferenceData,
+    settings: CorrectnessSettings,
+    trials: list[TrialResult],
+) -> None:
+    """The outputs of the timed repetitions the judge chose, against the reference on each one's inputs.
+
+    The worker reports the seed it made each repetition's inputs from; the reference output for it
+    is computed again here. Each comparison joins `trials` (phase "timed"); a wrong output ends the
+    evaluation as incorrect: forward behaved differently when timed than when checked.
+    """
+    stage = Stage.timing
+    expected_groups = {f"repetition_{i}" for i in chosen}
+    if header.get("repetitions") != chosen or set(tensors) != expected_groups:
+        raise _malformed("timed outputs", stage, "not the outputs of the repetitions the judge chose")
+    seeds = header.get("seeds")
+    if not (isinstance(seeds, list) and len(seeds) == len(chosen)
+            and all(type(seed) is int and 0 <= seed < 2**63 for seed in seeds)):
+        raise _malformed("timed outputs", stage, "no input seed for each chosen repetition")
+    last_seed, expected = None, []
+    for repetition, seed in zip(chosen, seeds, strict=True):
+        if seed != last_seed:  # without fresh inputs, one seed serves every repetition
+            last_seed, expected = seed, reference.output_for(seed)
+        trial = compare_outputs(tensors.pop(f"repetition_{repetition}"), expected, settings, len(trials))
+        trial.phase = "timed"
+        trials.append(trial)
+        if not trial.passed:
+            raise Verdict(Status.incorrect, stage,
+                          f"repetition {repetition} of the timed calls gave a wrong result, though the checked calls "
+                          f"were right (does forward behave differently while timed?): {trial.message}")

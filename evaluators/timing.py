@@ -1,12 +1,12 @@
 """The timed loop, shared by the judge (baselines) and the worker (candidate).
 
-Each repetition: fresh inputs, an L2 flush, a short GPU-side spin, a start event, the call, an
-end event on the current stream and, after a whole-device synchronize, a second end event. The
-first end event gives do_bench-like figures; the second counts work hidden on side streams. The
-spin keeps the GPU busy while the host enqueues the start event and launches the call, so the
-figures are the GPU's time, not the host's launch latency (do_bench's flush does the same for
-short launches). The primitives are captured before any candidate code is imported and checked
-afterwards.
+Each repetition: the timed stream made current again, fresh inputs, an L2 flush, a short GPU-side
+spin, a start event, the call, an end event on the timed stream and, after a whole-device
+synchronize, a second end event. The first end event gives do_bench-like figures; the second
+counts work hidden on side streams. The spin keeps the GPU busy while the host enqueues the start
+event and launches the call, so the figures are the GPU's time, not the host's launch latency
+(do_bench's flush does the same for short launches). The primitives and the timed stream are
+captured before any candidate code is imported; the primitives are checked afterwards.
 """
 
 from __future__ import annotations
@@ -42,11 +42,16 @@ class Clock:
     events: list[Any] = field(default_factory=list)
     spin: Callable[[int], Any] | None = None  # torch.cuda._sleep: a kernel that waits N cycles
     cycles_per_ms: float = 0.0
+    # the stream timed work runs on (current at capture), and how to make it current again: a call
+    # that leaves another stream current must not take the next repetition's spin and events with it
+    stream: Any = None
+    restore_stream: Callable[[], Any] | None = None
     _public: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def capture(cls, device: torch.device) -> Clock:
         event_base = torch._C._CudaEventBase
+        stream = torch.cuda.current_stream(device)
         clock = cls(
             device=device,
             record=event_base.record,
@@ -58,6 +63,8 @@ class Clock:
             zero_=torch.Tensor.zero_,
             events=[torch.cuda.Event(enable_timing=True) for _ in range(3)],
             spin=getattr(torch.cuda, "_sleep", None),
+            stream=stream,
+            restore_stream=_stream_restorer(stream),
         )
         clock.calibrate_spin()
         clock._public = _public_primitives()
@@ -75,7 +82,7 @@ class Clock:
         if self.spin is None:
             return
         start, end, _ = self.events
-        stream = self.current_stream()
+        stream = self.timed_stream()
         self.spin(20_000_000)  # raise the clock (and load the kernel)
         fastest = float("inf")
         for _ in range(5):
@@ -86,6 +93,12 @@ class Clock:
             fastest = min(fastest, self.elapsed(start, end))
         self.cycles_per_ms = 1_000_000 / fastest if 0 < fastest < float("inf") else 0.0
 
+    def timed_stream(self) -> Any:
+        """The stream timed work runs on, made the current one again if candidate code changed it."""
+        if self.restore_stream is not None:
+            self.restore_stream()
+        return self.stream if self.stream is not None else self.current_stream()
+
     def spin_for(self, ms: float) -> None:
         if self.spin is not None and self.cycles_per_ms > 0 and ms > 0:
             self.spin(int(ms * self.cycles_per_ms))
@@ -94,6 +107,16 @@ class Clock:
         """Names of timing primitives that were replaced since capture."""
         now = _public_primitives()
         return sorted(name for name, value in self._public.items() if now.get(name) is not value)
+
+
+def _stream_restorer(stream: Any) -> Callable[[], Any] | None:
+    """Makes `stream` current through the C function behind torch.cuda.set_stream, its ids read now:
+    neither the Python layer nor the stream object is consulted again once candidate code has run."""
+    set_stream = getattr(torch._C, "_cuda_setStream", None)
+    if set_stream is None:
+        return None
+    ids = {"stream_id": stream.stream_id, "device_index": stream.device_index, "device_type": stream.device_type}
+    return lambda: set_stream(**ids)
 
 
 def _public_primitives() -> dict[str, Any]:
@@ -108,6 +131,7 @@ def _public_primitives() -> dict[str, Any]:
         "torch.cuda.current_stream": torch.cuda.current_stream,
         "torch._C._cuda_synchronize": torch._C._cuda_synchronize,
         "torch._C._cuda_getCurrentRawStream": getattr(torch._C, "_cuda_getCurrentRawStream", None),
+        "torch._C._cuda_setStream": getattr(torch._C, "_cuda_setStream", None),
         "torch._C._CudaEventBase.record": torch._C._CudaEventBase.record,
         "torch._C._CudaEventBase.elapsed_time": torch._C._CudaEventBase.elapsed_time,
         "torch.Tensor.zero_": torch.Tensor.zero_,
@@ -136,49 +160,70 @@ MAX_WARMUP_CALLS = 10_000
 SPIN_MS = 1.0
 
 
+@dataclass
+class Kept:
+    """The repetitions the judge chose to compare, and what the loop keeps of each: the seed of its
+    inputs and copies of its outputs, taken after its end events, outside the measured window."""
+
+    chosen: frozenset[int]
+    copy: Callable[[Any], list[Any]]  # a call's result -> copies of its output tensors
+    seeds: dict[int, int] = field(default_factory=dict)
+    outputs: dict[int, list[Any]] = field(default_factory=dict)
+
+
 def timed_loop(
     call: Callable[[list[Any]], Any],
-    next_inputs: Callable[[], list[Any]],
+    next_inputs: Callable[[], tuple[int, list[Any]]],
     clock: Clock,
     repetitions: int,
     warmup: int,
     flush: torch.Tensor | None,
     fresh_inputs: bool,
     warmup_ms: float = 0.0,
+    kept: Kept | None = None,
 ) -> tuple[list[Sample], int]:
     """Warm up (at least `warmup` calls and `warmup_ms`), then time `repetitions` calls.
 
-    Returns the samples and the number of warm-up calls made: the judge's wall-clock
-    cross-check counts them.
+    `next_inputs` gives a seed and the inputs made from it; with `fresh_inputs` off, the first
+    ones serve every call. Returns the samples and the number of warm-up calls made: the judge's
+    wall-clock cross-check counts them.
     """
     start, end_stream, end_device = clock.events
-    inputs = next_inputs()
+    stream = clock.timed_stream()
+    seed, inputs = next_inputs()
     began = clock.perf_counter()
     calls = 0
     while calls < MAX_WARMUP_CALLS and (calls < warmup or (clock.perf_counter() - began) * 1000.0 < warmup_ms):
+        clock.timed_stream()
         if fresh_inputs:
-            inputs = next_inputs()
+            seed, inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
         call(inputs)
         clock.synchronize()  # host time must follow the device for the time-based warm-up
         calls += 1
     samples: list[Sample] = []
-    for _ in range(repetitions):
+    for index in range(repetitions):
+        clock.timed_stream()
         if fresh_inputs:
-            inputs = next_inputs()
+            seed, inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
         clock.spin_for(SPIN_MS)
-        stream = clock.current_stream()
         clock.record(start, stream)
-        call(inputs)
+        result = call(inputs)
         clock.record(end_stream, stream)
         clock.synchronize()  # the whole device: work on side streams is counted below
         clock.record(end_device, stream)
         clock.event_synchronize(end_device)
         samples.append(Sample(clock.elapsed(start, end_stream), clock.elapsed(start, end_device)))
+        if kept is not None and index in kept.chosen:
+            clock.timed_stream()  # the copies queue on the timed stream, ahead of the next start event
+            kept.seeds[index] = seed
+            kept.outputs[index] = kept.copy(result)
+        del result
     clock.synchronize()
+    clock.timed_stream()
     return samples, calls
 
 
@@ -199,7 +244,7 @@ def effective_times(samples: list[Sample], device_slack_ms: float) -> tuple[list
 
 def calibrate_sync_latency(clock: Clock, repetitions: int = 30) -> float:
     """Median device-minus-stream time of an empty call: the host synchronize latency (ms)."""
-    samples, _ = timed_loop(lambda _: None, lambda: [], clock, repetitions, 3, None, False)
+    samples, _ = timed_loop(lambda _: None, lambda: (0, []), clock, repetitions, 3, None, False)
     gaps = sorted(s.device_ms - s.stream_ms for s in samples)
     return gaps[len(gaps) // 2]
 

@@ -214,19 +214,24 @@ class Worker:
         self.send_outputs(header, groups)
 
     def time(self, command: dict[str, Any]) -> None:
-        from evaluators.timing import flush_buffer, timed_loop
+        from evaluators.timing import Kept, flush_buffer, timed_loop
 
         if self.clock is None:
             self.send({"type": "error", "status": "infra_error", "message": "timing needs a GPU"})
             return
         flush = flush_buffer(self.device, bool(command.get("flush_l2", True)))
 
-        def next_inputs() -> list[Any]:
-            self.last_inputs = self.make_inputs(_fresh_seed())
-            return self.last_inputs
+        def next_inputs() -> tuple[int, list[Any]]:
+            seed = _fresh_seed()  # unpredictable: the candidate must not recognize timed inputs
+            self.last_inputs = self.make_inputs(seed)
+            return seed, self.last_inputs
 
         fresh = bool(command.get("fresh_inputs", True))
+        # the repetitions whose outputs the judge compares (none in the warm-up and null loops)
+        chosen = [i for i in command.get("compare") or [] if isinstance(i, int)]
+        kept = Kept(frozenset(chosen), self._output_copies) if chosen else None
         self.launches.reset()
+        self.clock.timed_stream()  # the stream the loop times on, whatever a forward left current
         if self.raw_stream is not None:
             raw_stream, index = self.raw_stream, self.device.index or 0
             self.launches.watch_stream(raw_stream(index), lambda: raw_stream(index))
@@ -242,6 +247,7 @@ class Worker:
             flush,
             fresh,
             float(command.get("warmup_ms", 0.0)),
+            kept,
         )
         del flush
         self.guard.leave()
@@ -249,6 +255,7 @@ class Worker:
         self.launches.watch_stream(None)
         if int(command["repetitions"]) == 0:  # the warm-up phase: the GPU runs at its working clock now
             self.clock.calibrate_spin()
+        # the figures first, on their own: the judge's wall clock stops when they arrive
         self.send(
             {
                 "type": "timing",
@@ -261,6 +268,18 @@ class Worker:
                 "guard": self.guard.findings(),
             }
         )
+        if kept is not None:
+            header = {"type": "timed_outputs", "repetitions": chosen,
+                      "seeds": [kept.seeds.get(i) for i in chosen], "guard": self.guard.findings()}
+            self.send_outputs(header, {f"repetition_{i}": kept.outputs.get(i, []) for i in chosen})
+
+    def _output_copies(self, result: Any) -> list[Any]:
+        """Copies of a timed call's output tensors, for the judge to compare (anything else as it is:
+        send_outputs refuses it)."""
+        from evaluators.loading import flatten_outputs
+
+        tensor = self.torch.Tensor
+        return [t.detach().clone() if type(t) is tensor else t for t in flatten_outputs(result)]
 
     def _timed_call(self, model: Any) -> Any:
         """A timed call runs as a checked one does (no autograd): nothing it can query tells them apart."""

@@ -48,6 +48,13 @@ def test_a_seed_torch_cannot_take_is_refused_in_the_request():
                                     "correctness": {"seed": 2**70}})
 
 
+@pytest.mark.parametrize("compared", [0, -1, 17])
+def test_a_request_cannot_turn_off_the_comparison_of_timed_outputs_nor_ask_for_too_many(compared):
+    with pytest.raises(ValidationError, match="compared_repetitions"):
+        EvalRequest.model_validate({"task_name": "t", "reference_source": "r", "candidate_source": "c",
+                                    "timing": {"compared_repetitions": compared}})
+
+
 def test_digest_identifies_identical_requests():
     assert request().digest() == request().digest()
     assert request().digest() != request(strict=True).digest()

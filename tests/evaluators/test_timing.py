@@ -1,8 +1,13 @@
-"""The pure arithmetic of timing: stream versus device time, the wall-clock cross-check."""
+"""Timing without a GPU: the arithmetic (stream versus device time, the wall-clock cross-check) and the
+timed loop on a clock whose primitives are CPU stand-ins."""
 
 from __future__ import annotations
 
-from evaluators.timing import Sample, effective_times, wall_clock_consistent
+import time
+
+import torch
+
+from evaluators.timing import Clock, Kept, Sample, effective_times, timed_loop, wall_clock_consistent
 
 
 def test_stream_time_is_used_when_nothing_runs_outside_the_stream():
@@ -36,3 +41,86 @@ def test_fabricated_figures_disagree_with_the_wall_clock():
 def test_short_kernels_are_not_flagged_by_noise():
     ok, _ = wall_clock_consistent(0.004, 0.033, 110, 0.29)
     assert ok
+
+
+# -- the timed loop, on a clock of CPU stand-ins -----------------------------------------------
+
+class StandInClock:
+    """Records what the loop asks of the GPU: which stream each event went to, what ran when."""
+
+    def __init__(self) -> None:
+        self.current = "timed"
+        self.log: list[tuple[str, ...]] = []
+        self.clock = Clock(
+            device=torch.device("cpu"),
+            record=lambda event, stream: self.log.append(("record", event, stream)),
+            elapsed=lambda start, end: 1.0,
+            event_synchronize=lambda event: None,
+            synchronize=lambda: None,
+            current_stream=lambda: self.current,
+            perf_counter=time.perf_counter,
+            zero_=lambda flush: None,
+            events=["start", "end_stream", "end_device"],
+            stream="timed",
+            restore_stream=self.restore,
+        )
+
+    def restore(self) -> None:
+        self.current = "timed"
+
+
+def seeded_inputs(first: int = 100):
+    seeds = iter(range(first, first + 1000))
+
+    def next_inputs():
+        seed = next(seeds)
+        return seed, [torch.full((4,), float(seed))]
+
+    return next_inputs
+
+
+def test_a_call_that_leaves_another_stream_current_does_not_move_the_next_repetitions_events():
+    stand_in = StandInClock()
+    streams_seen = []
+
+    def call(inputs):
+        streams_seen.append(stand_in.current)
+        stand_in.current = "side"  # what `torch.cuda.set_stream(side)` left behind would do
+
+    samples, calls = timed_loop(call, seeded_inputs(), stand_in.clock, 5, 2, None, True)
+    assert len(samples) == 5 and calls == 2
+    assert streams_seen == ["timed"] * 7  # every call, warm-up included, starts on the timed stream
+    assert {entry[2] for entry in stand_in.log} == {"timed"}  # and every event is recorded there
+    assert stand_in.current == "timed"  # the worker goes on on it, too
+
+
+def test_the_chosen_repetitions_keep_their_seeds_and_outputs_copied_after_their_end_events():
+    stand_in = StandInClock()
+    buffer = torch.zeros(4)  # one output buffer reused by every call, as an address-keyed cache would
+
+    def call(inputs):
+        buffer.copy_(inputs[0] * 2)
+        return buffer
+
+    def copy(result):
+        stand_in.log.append(("copy",))
+        return [result.clone()]
+
+    kept = Kept(frozenset({1, 3}), copy)
+    timed_loop(call, seeded_inputs(), stand_in.clock, 5, 2, None, True, kept=kept)
+    # the first seed made the inputs before the warm-up, two more the warm-up calls': repetition i used 103 + i
+    assert kept.seeds == {1: 104, 3: 106}
+    assert {i: out[0].tolist() for i, out in kept.outputs.items()} == {1: [208.0] * 4, 3: [212.0] * 4}
+    # outside the measured window: each copy after its repetition's last end event, before the next start
+    copies = [i for i, entry in enumerate(stand_in.log) if entry == ("copy",)]
+    for position in copies:
+        assert stand_in.log[position - 1][1] == "end_device"
+        assert stand_in.log[position + 1][1] == "start"
+
+
+def test_without_fresh_inputs_every_repetition_reports_the_one_seed_its_inputs_came_from():
+    stand_in = StandInClock()
+    kept = Kept(frozenset({0, 4}), lambda result: [result.clone()])
+    timed_loop(lambda inputs: inputs[0] + 1, seeded_inputs(7), stand_in.clock, 5, 2, None, False, kept=kept)
+    assert kept.seeds == {0: 7, 4: 7}
+    assert [out[0].tolist() for out in kept.outputs.values()] == [[8.0] * 4, [8.0] * 4]
