@@ -1,9 +1,10 @@
 """Clients of the evaluator service: `EvaluatorClient` (sync) and `AsyncEvaluatorClient`.
 
 `evaluate(request) -> EvalResult` submits, long-polls and retries: on connection errors and 5xx
-(with back-off), on 429 (after Retry-After), and on infra_error results (resubmitting). Requests
-are idempotent by digest, so a retried submit never evaluates twice. `EvaluatorPool` (many
-endpoints) and `LocalEvaluator` (in-process, no HTTP) are importable from here too.
+(with back-off), on 429 (after Retry-After), on infra_error results and on jobs the service lost
+(resubmitting, a few times). Requests are idempotent by digest, so a retried submit never evaluates
+twice. `EvaluatorPool` (many endpoints) and `LocalEvaluator` (in-process, no HTTP) are importable
+from here too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from evaluators.api import (
     JobView,
     ServiceInfo,
 )
-from evaluators.protocol import EvalRequest, EvalResult, Status
+from evaluators.protocol import EvalRequest, EvalResult, Stage, Status
 
 if TYPE_CHECKING:
     from evaluators.local import LocalEvaluator
@@ -57,6 +58,7 @@ class RetryPolicy:
     backoff_s: float = 0.25  # first pause, doubled after each failure
     max_backoff_s: float = 5.0
     infra_retries: int = 2  # resubmissions after an infra_error result
+    lost_retries: int = 3  # resubmissions after the service forgot an accepted job (404: it restarted)
     max_queue_wait_s: float = 600.0  # how long 429 answers are waited out without a caller's timeout
 
     def pause(self, failures: int) -> float:
@@ -113,6 +115,13 @@ def _outcome(job: JobView, request: EvalRequest) -> EvalResult:
         raise EvaluationCancelled(f"evaluation {job.id} of {request.task_name} was cancelled on the service")
     assert job.result is not None
     return job.result
+
+
+def _lost(request: EvalRequest, base_url: str, times: int, error: EvaluationUnknown) -> EvalResult:
+    """The evaluator's fault, not the candidate's: an infra_error another evaluator may retry."""
+    return EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued,
+                      message=f"{base_url} lost the evaluation of {request.task_name} {times} times after accepting "
+                              f"it (is it restarting over and over?): {error}", request_digest=request.digest())
 
 
 class EvaluatorClient:
@@ -172,6 +181,7 @@ class EvaluatorClient:
         """Submit, wait and return the result; raises EvaluatorError subclasses when it cannot."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         infra_left = self.retry.infra_retries if infra_retries is None else infra_retries
+        lost = 0
         while True:
             job = self._submit_when_room(request, deadline)
             try:
@@ -181,8 +191,12 @@ class EvaluatorClient:
                         raise EvaluationTimeout(f"no result for {request.task_name} within {timeout_s:g} s "
                                                 f"(job {job.id} on {self.base_url})")
                     job = self.wait(job.id, remaining)
-            except EvaluationUnknown:
-                continue  # the service restarted or forgot it: submit again
+            except EvaluationUnknown as error:
+                lost += 1  # the service restarted or forgot it: submit again, but not forever
+                if lost > self.retry.lost_retries:
+                    return _lost(request, self.base_url, lost, error)
+                time.sleep(self.retry.pause(lost))
+                continue
             result = _outcome(job, request)
             if result.status == Status.infra_error and infra_left > 0:
                 infra_left -= 1
@@ -273,6 +287,7 @@ class AsyncEvaluatorClient:
                        infra_retries: int | None = None) -> EvalResult:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         infra_left = self.retry.infra_retries if infra_retries is None else infra_retries
+        lost = 0
         while True:
             job = await self._submit_when_room(request, deadline)
             try:
@@ -282,7 +297,11 @@ class AsyncEvaluatorClient:
                         raise EvaluationTimeout(f"no result for {request.task_name} within {timeout_s:g} s "
                                                 f"(job {job.id} on {self.base_url})")
                     job = await self.wait(job.id, remaining)
-            except EvaluationUnknown:
+            except EvaluationUnknown as error:
+                lost += 1
+                if lost > self.retry.lost_retries:
+                    return _lost(request, self.base_url, lost, error)
+                await asyncio.sleep(self.retry.pause(lost))
                 continue
             result = _outcome(job, request)
             if result.status == Status.infra_error and infra_left > 0:

@@ -20,7 +20,16 @@ from evaluators.client import (
     RetryPolicy,
 )
 from evaluators.protocol import Status
-from tests.evaluators.servers import BROKEN_REFERENCE, FAILING_REFERENCE, RELU_CANDIDATE, TOKEN, relu_request
+from tests.evaluators.servers import (
+    BROKEN_REFERENCE,
+    FAILING_REFERENCE,
+    FORGOTTEN,
+    QUEUED,
+    RELU_CANDIDATE,
+    TOKEN,
+    ScriptedEvaluator,
+    relu_request,
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +94,24 @@ def test_client_retries_until_the_service_answers(servers):
             assert client.evaluate(relu_request("late")).status == Status.ok
     finally:
         starter.join()
+
+
+def test_a_job_the_service_keeps_losing_is_resubmitted_a_few_times_then_an_infra_error():
+    retry = RetryPolicy(backoff_s=0.01, lost_retries=3)
+
+    async def run_async(url):
+        async with AsyncEvaluatorClient(url, token=TOKEN, retry=retry) as client:
+            return await client.evaluate(relu_request("lost"), timeout_s=10)
+
+    with ScriptedEvaluator(submit=QUEUED, wait=FORGOTTEN) as forgetful:  # accepts every job, then 404s on it
+        with EvaluatorClient(forgetful.url, token=TOKEN, retry=retry) as client:
+            lost = client.evaluate(relu_request("lost"), timeout_s=10)
+        assert forgetful.asked("POST /v1/evaluations") == 4  # the first submit and three more
+        lost_async = asyncio.run(run_async(forgetful.url))
+        assert forgetful.asked("POST /v1/evaluations") == 8
+    for result in (lost, lost_async):
+        assert result.status == Status.infra_error
+        assert f"{forgetful.url} lost the evaluation of relu 4 times" in result.message
 
 
 def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers):
