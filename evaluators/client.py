@@ -13,9 +13,10 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from evaluators.api import (
     API_PREFIX,
@@ -24,9 +25,11 @@ from evaluators.api import (
     EvaluationRefused,
     EvaluationTimeout,
     EvaluationUnknown,
+    EvaluatorBadReply,
     EvaluatorBusy,
     EvaluatorError,
     EvaluatorUnavailable,
+    JobList,
     JobState,
     JobView,
     ServiceInfo,
@@ -37,8 +40,8 @@ if TYPE_CHECKING:
     from evaluators.local import LocalEvaluator
     from evaluators.pool import EvaluatorPool
 
-__all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorBusy", "EvaluatorClient", "EvaluatorError",
-           "EvaluatorPool", "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused",
+__all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorBadReply", "EvaluatorBusy", "EvaluatorClient",
+           "EvaluatorError", "EvaluatorPool", "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused",
            "EvaluationTimeout", "EvaluationUnknown", "LocalEvaluator", "RetryPolicy", "open_evaluator"]
 
 
@@ -65,9 +68,21 @@ class RetryPolicy:
         return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, failures - 1))
 
 
-def _job_of(response: httpx.Response) -> JobView:
+Reply = TypeVar("Reply", bound=BaseModel)
+
+
+def _read(response: httpx.Response, model: type[Reply]) -> Reply:
     _raise_for_error(response)
-    return JobView.model_validate(response.json())
+    try:
+        return model.model_validate(response.json())
+    except ValueError:  # not JSON, or not this shape: whatever answered is not an evaluator
+        raise EvaluatorBadReply(f"{response.request.method} {response.request.url} answered HTTP "
+                                f"{response.status_code} with something other than an evaluator's reply: "
+                                f"{response.text[:200]!r}") from None
+
+
+def _job_of(response: httpx.Response) -> JobView:
+    return _read(response, JobView)
 
 
 def _raise_for_error(response: httpx.Response) -> None:
@@ -151,9 +166,7 @@ class EvaluatorClient:
             return False
 
     def info(self) -> ServiceInfo:
-        response = self._call("GET", f"{API_PREFIX}/info")
-        _raise_for_error(response)
-        return ServiceInfo.model_validate(response.json())
+        return _read(self._call("GET", f"{API_PREFIX}/info"), ServiceInfo)
 
     def submit(self, request: EvalRequest) -> JobView:
         return _job_of(self._call("POST", f"{API_PREFIX}/evaluations", content=request.model_dump_json(),
@@ -172,9 +185,7 @@ class EvaluatorClient:
         return _job_of(self._call("DELETE", f"{API_PREFIX}/evaluations/{job_id}"))
 
     def recent(self, limit: int = 50) -> list[JobView]:
-        response = self._call("GET", f"{API_PREFIX}/evaluations", params={"limit": limit})
-        _raise_for_error(response)
-        return [JobView.model_validate(item) for item in response.json()["evaluations"]]
+        return _read(self._call("GET", f"{API_PREFIX}/evaluations", params={"limit": limit}), JobList).evaluations
 
     def evaluate(self, request: EvalRequest, timeout_s: float | None = None,
                  infra_retries: int | None = None) -> EvalResult:
@@ -260,9 +271,7 @@ class AsyncEvaluatorClient:
 
     async def info(self, timeout_s: float | None = None) -> ServiceInfo:
         kwargs = {} if timeout_s is None else {"timeout": timeout_s}
-        response = await self._call("GET", f"{API_PREFIX}/info", **kwargs)
-        _raise_for_error(response)
-        return ServiceInfo.model_validate(response.json())
+        return _read(await self._call("GET", f"{API_PREFIX}/info", **kwargs), ServiceInfo)
 
     async def capacity(self, backend: str = "auto") -> int:
         lane = (await self.info()).lane(backend)

@@ -13,6 +13,7 @@ import pytest
 from evaluators.client import (
     AsyncEvaluatorClient,
     EvaluationRefused,
+    EvaluatorBadReply,
     EvaluatorClient,
     EvaluatorPool,
     EvaluatorUnavailable,
@@ -24,6 +25,7 @@ from tests.evaluators.servers import (
     BROKEN_REFERENCE,
     FAILING_REFERENCE,
     FORGOTTEN,
+    PROXY_PAGE,
     QUEUED,
     RELU_CANDIDATE,
     TOKEN,
@@ -140,6 +142,25 @@ def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers
     survivor_jobs = httpx.get(f"{server.url}/v1/evaluations", headers=server.headers(), params={"limit": 50}).json()
     digests = {job["request_digest"] for job in survivor_jobs["evaluations"] if job["status"] == "ok"}
     assert {request.digest() for request in requests} <= digests  # every one ended on the survivor
+
+
+def test_pool_fails_over_from_an_endpoint_that_answers_with_a_page_instead_of_json(server):
+    async def run(urls):
+        async with EvaluatorPool(urls, token=TOKEN) as pool:
+            return await pool.evaluate(relu_request("proxied"), timeout_s=60), pool.status()
+
+    # behind a proxy that answers 200 with its sign-in page; it reports more free slots, so it is tried first
+    with ScriptedEvaluator(submit=PROXY_PAGE, slots=8) as proxied:
+        result, status = asyncio.run(run([proxied.url, server.url]))
+        assert result.status == Status.ok and proxied.asked("POST /v1/evaluations") == 1
+        assert status[0]["up"] is False and "something other than an evaluator's reply" in status[0]["last_error"]
+
+        alone, _ = asyncio.run(run([proxied.url]))
+        assert alone.status == Status.infra_error
+        assert f"{proxied.url}/v1/evaluations answered HTTP 200" in alone.message and "sign in" in alone.message
+
+        with EvaluatorClient(proxied.url, token=TOKEN) as client, pytest.raises(EvaluatorBadReply, match="HTTP 200"):
+            client.evaluate(relu_request("proxied"))
 
 
 def test_pool_refuses_what_no_evaluator_can_do(server):
