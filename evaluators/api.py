@@ -98,6 +98,11 @@ class EvaluatorUnavailable(EvaluatorError):
     """The service did not answer (connection refused or reset, 5xx) after every retry."""
 
 
+class EvaluatorBadReply(EvaluatorUnavailable):
+    """Something answered, but not as an evaluator does: a body that is not JSON (a proxy's page) or not
+    the expected shape. Treated like no answer, except that trying the same service again will not help."""
+
+
 class EvaluationRefused(EvaluatorError):
     """The service refused the request itself (4xx); sending it again will not help."""
 

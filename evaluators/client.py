@@ -1,9 +1,10 @@
 """Clients of the evaluator service: `EvaluatorClient` (sync) and `AsyncEvaluatorClient`.
 
 `evaluate(request) -> EvalResult` submits, long-polls and retries: on connection errors and 5xx
-(with back-off), on 429 (after Retry-After), and on infra_error results (resubmitting). Requests
-are idempotent by digest, so a retried submit never evaluates twice. `EvaluatorPool` (many
-endpoints) and `LocalEvaluator` (in-process, no HTTP) are importable from here too.
+(with back-off), on 429 (after Retry-After), on infra_error results and on jobs the service lost
+(resubmitting, a few times). Requests are idempotent by digest, so a retried submit never evaluates
+twice. `EvaluatorPool` (many endpoints) and `LocalEvaluator` (in-process, no HTTP) are importable
+from here too.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from evaluators.api import (
     API_PREFIX,
@@ -23,21 +25,23 @@ from evaluators.api import (
     EvaluationRefused,
     EvaluationTimeout,
     EvaluationUnknown,
+    EvaluatorBadReply,
     EvaluatorBusy,
     EvaluatorError,
     EvaluatorUnavailable,
+    JobList,
     JobState,
     JobView,
     ServiceInfo,
 )
-from evaluators.protocol import EvalRequest, EvalResult, Status
+from evaluators.protocol import EvalRequest, EvalResult, Stage, Status
 
 if TYPE_CHECKING:
     from evaluators.local import LocalEvaluator
     from evaluators.pool import EvaluatorPool
 
-__all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorBusy", "EvaluatorClient", "EvaluatorError",
-           "EvaluatorPool", "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused",
+__all__ = ["AsyncEvaluatorClient", "Evaluator", "EvaluatorBadReply", "EvaluatorBusy", "EvaluatorClient",
+           "EvaluatorError", "EvaluatorPool", "EvaluatorUnavailable", "EvaluationCancelled", "EvaluationRefused",
            "EvaluationTimeout", "EvaluationUnknown", "LocalEvaluator", "RetryPolicy", "open_evaluator"]
 
 
@@ -57,15 +61,28 @@ class RetryPolicy:
     backoff_s: float = 0.25  # first pause, doubled after each failure
     max_backoff_s: float = 5.0
     infra_retries: int = 2  # resubmissions after an infra_error result
+    lost_retries: int = 3  # resubmissions after the service forgot an accepted job (404: it restarted)
     max_queue_wait_s: float = 600.0  # how long 429 answers are waited out without a caller's timeout
 
     def pause(self, failures: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, failures - 1))
 
 
-def _job_of(response: httpx.Response) -> JobView:
+Reply = TypeVar("Reply", bound=BaseModel)
+
+
+def _read(response: httpx.Response, model: type[Reply]) -> Reply:
     _raise_for_error(response)
-    return JobView.model_validate(response.json())
+    try:
+        return model.model_validate(response.json())
+    except ValueError:  # not JSON, or not this shape: whatever answered is not an evaluator
+        raise EvaluatorBadReply(f"{response.request.method} {response.request.url} answered HTTP "
+                                f"{response.status_code} with something other than an evaluator's reply: "
+                                f"{response.text[:200]!r}") from None
+
+
+def _job_of(response: httpx.Response) -> JobView:
+    return _read(response, JobView)
 
 
 def _raise_for_error(response: httpx.Response) -> None:
@@ -115,6 +132,13 @@ def _outcome(job: JobView, request: EvalRequest) -> EvalResult:
     return job.result
 
 
+def _lost(request: EvalRequest, base_url: str, times: int, error: EvaluationUnknown) -> EvalResult:
+    """The evaluator's fault, not the candidate's: an infra_error another evaluator may retry."""
+    return EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued,
+                      message=f"{base_url} lost the evaluation of {request.task_name} {times} times after accepting "
+                              f"it (is it restarting over and over?): {error}", request_digest=request.digest())
+
+
 class EvaluatorClient:
     """A synchronous client of one evaluator service."""
 
@@ -142,9 +166,7 @@ class EvaluatorClient:
             return False
 
     def info(self) -> ServiceInfo:
-        response = self._call("GET", f"{API_PREFIX}/info")
-        _raise_for_error(response)
-        return ServiceInfo.model_validate(response.json())
+        return _read(self._call("GET", f"{API_PREFIX}/info"), ServiceInfo)
 
     def submit(self, request: EvalRequest) -> JobView:
         return _job_of(self._call("POST", f"{API_PREFIX}/evaluations", content=request.model_dump_json(),
@@ -163,15 +185,14 @@ class EvaluatorClient:
         return _job_of(self._call("DELETE", f"{API_PREFIX}/evaluations/{job_id}"))
 
     def recent(self, limit: int = 50) -> list[JobView]:
-        response = self._call("GET", f"{API_PREFIX}/evaluations", params={"limit": limit})
-        _raise_for_error(response)
-        return [JobView.model_validate(item) for item in response.json()["evaluations"]]
+        return _read(self._call("GET", f"{API_PREFIX}/evaluations", params={"limit": limit}), JobList).evaluations
 
     def evaluate(self, request: EvalRequest, timeout_s: float | None = None,
                  infra_retries: int | None = None) -> EvalResult:
         """Submit, wait and return the result; raises EvaluatorError subclasses when it cannot."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         infra_left = self.retry.infra_retries if infra_retries is None else infra_retries
+        lost = 0
         while True:
             job = self._submit_when_room(request, deadline)
             try:
@@ -181,8 +202,12 @@ class EvaluatorClient:
                         raise EvaluationTimeout(f"no result for {request.task_name} within {timeout_s:g} s "
                                                 f"(job {job.id} on {self.base_url})")
                     job = self.wait(job.id, remaining)
-            except EvaluationUnknown:
-                continue  # the service restarted or forgot it: submit again
+            except EvaluationUnknown as error:
+                lost += 1  # the service restarted or forgot it: submit again, but not forever
+                if lost > self.retry.lost_retries:
+                    return _lost(request, self.base_url, lost, error)
+                time.sleep(self.retry.pause(lost))
+                continue
             result = _outcome(job, request)
             if result.status == Status.infra_error and infra_left > 0:
                 infra_left -= 1
@@ -246,9 +271,7 @@ class AsyncEvaluatorClient:
 
     async def info(self, timeout_s: float | None = None) -> ServiceInfo:
         kwargs = {} if timeout_s is None else {"timeout": timeout_s}
-        response = await self._call("GET", f"{API_PREFIX}/info", **kwargs)
-        _raise_for_error(response)
-        return ServiceInfo.model_validate(response.json())
+        return _read(await self._call("GET", f"{API_PREFIX}/info", **kwargs), ServiceInfo)
 
     async def capacity(self, backend: str = "auto") -> int:
         lane = (await self.info()).lane(backend)
@@ -273,6 +296,7 @@ class AsyncEvaluatorClient:
                        infra_retries: int | None = None) -> EvalResult:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         infra_left = self.retry.infra_retries if infra_retries is None else infra_retries
+        lost = 0
         while True:
             job = await self._submit_when_room(request, deadline)
             try:
@@ -282,7 +306,11 @@ class AsyncEvaluatorClient:
                         raise EvaluationTimeout(f"no result for {request.task_name} within {timeout_s:g} s "
                                                 f"(job {job.id} on {self.base_url})")
                     job = await self.wait(job.id, remaining)
-            except EvaluationUnknown:
+            except EvaluationUnknown as error:
+                lost += 1
+                if lost > self.retry.lost_retries:
+                    return _lost(request, self.base_url, lost, error)
+                await asyncio.sleep(self.retry.pause(lost))
                 continue
             result = _outcome(job, request)
             if result.status == Status.infra_error and infra_left > 0:

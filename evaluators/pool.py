@@ -1,6 +1,7 @@
 """EvaluatorPool: many evaluator services used as one, spread by free capacity, failing over.
 
-An endpoint that stops answering is set aside for a while and its requests go elsewhere; an
+An endpoint that stops answering is set aside for a while and its requests go elsewhere; one that
+answers with something other than an evaluator's reply is not asked again for that request; an
 infra_error result is retried on another endpoint. Submits are idempotent by digest, so a retry
 never costs an endpoint a second evaluation of the same request.
 """
@@ -17,11 +18,12 @@ from evaluators.api import ServiceInfo
 from evaluators.client import (
     AsyncEvaluatorClient,
     EvaluationRefused,
+    EvaluatorBadReply,
     EvaluatorError,
     EvaluatorUnavailable,
     RetryPolicy,
 )
-from evaluators.protocol import EvalRequest, EvalResult, Status
+from evaluators.protocol import EvalRequest, EvalResult, Stage, Status
 
 
 @dataclass
@@ -93,12 +95,21 @@ class EvaluatorPool:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         infra_left = self.infra_retries
         spoiled: set[str] = set()  # endpoints that gave this request an infra_error
+        garbled: dict[str, str] = {}  # endpoints that answered it with something other than an evaluator's reply
         while True:
-            endpoint = await self._choose(request.backend.value, spoiled, deadline)
+            if garbled and garbled.keys() >= {e.url for e in self.endpoints}:
+                return EvalResult(task_name=request.task_name, status=Status.infra_error, stage=Stage.queued,
+                                  message="no evaluator in the pool gave a usable answer: " + "; ".join(
+                                      garbled.values()), request_digest=request.digest())
+            endpoint = await self._choose(request.backend.value, spoiled, deadline, excluded=frozenset(garbled))
             endpoint.in_flight += 1
             try:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 result = await endpoint.client.evaluate(request, timeout_s=remaining, infra_retries=0)
+            except EvaluatorBadReply as error:
+                self._set_aside(endpoint, str(error))
+                garbled[endpoint.url] = str(error)
+                continue
             except EvaluatorUnavailable as error:
                 self._set_aside(endpoint, str(error))
                 continue
@@ -115,7 +126,8 @@ class EvaluatorPool:
         return [{"url": e.url, "up": e.up(now), "in_flight": e.in_flight, "last_error": e.last_error}
                 for e in self.endpoints]
 
-    async def _choose(self, backend: str, spoiled: set[str], deadline: float | None) -> _Endpoint:
+    async def _choose(self, backend: str, spoiled: set[str], deadline: float | None,
+                      excluded: frozenset[str] = frozenset()) -> _Endpoint:
         outage_since: float | None = None
         while True:
             await self._refresh()
@@ -129,6 +141,7 @@ class EvaluatorPool:
                 offered = sorted({name for e in up for name in (e.info.capacity if e.info else {})})
                 raise EvaluationRefused(422, "unsupported_backend", f"no evaluator in the pool serves backend "
                                         f"{backend!r}; they offer: {', '.join(offered)}")
+            usable = [e for e in usable if e.url not in excluded]
             preferred = [e for e in usable if e.url not in spoiled] or usable
             if preferred:
                 best = max(e.free(backend) for e in preferred)

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROTOCOL_VERSION = "1"
 
+# ceilings a request may ask for; the CLI names them in its usage errors
+MAX_REPETITIONS = 100_000
+MAX_TIME_LIMIT_S = 3600.0
+
 
 class Backend(str, Enum):
     auto = "auto"
@@ -75,7 +79,7 @@ class TimingSettings(_Model):
 
     warmup: int = Field(10, ge=0, le=10_000, description="untimed calls first, at least this many")
     warmup_ms: float = Field(100.0, ge=0, le=10_000, description="...and for at least this long (GPU clocks ramp up)")
-    repetitions: int = Field(100, ge=1, le=100_000)
+    repetitions: int = Field(100, ge=1, le=MAX_REPETITIONS)
     baselines: list[Literal["eager", "compile"]] = Field(default_factory=lambda: ["eager"])
     flush_l2: bool = True
     fresh_inputs: bool = Field(
@@ -97,7 +101,7 @@ class EvalRequest(_Model):
     correctness: CorrectnessSettings = Field(default_factory=CorrectnessSettings)
     timing: TimingSettings = Field(default_factory=TimingSettings)
     strict: bool = Field(False, description="also ban torch compute ops in ModelNew.forward")
-    time_limit_s: float = Field(300.0, gt=0, le=3600)
+    time_limit_s: float = Field(300.0, gt=0, le=MAX_TIME_LIMIT_S)
 
     @field_validator("protocol_version")
     @classmethod

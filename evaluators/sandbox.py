@@ -179,6 +179,14 @@ class ProcessSandbox:
 
     def start(self, spec: BackendSpec, limits: Limits, connect_timeout_s: float = 180.0) -> WorkerHandle:
         workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-worker-"))
+        try:
+            return self._start_in(workdir, spec, limits, connect_timeout_s)
+        except BaseException:
+            # a worker that never started leaves nothing behind: no handle will ever close() it
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+    def _start_in(self, workdir: Path, spec: BackendSpec, limits: Limits, connect_timeout_s: float) -> WorkerHandle:
         for sub in ("tmp", "home", "triton-cache"):
             (workdir / sub).mkdir()
         drop = self._can_drop_privileges(spec) if self.drop_privileges is None else self.drop_privileges
@@ -211,8 +219,12 @@ class ProcessSandbox:
             stderr.close()
         try:
             connection = accept_worker(listener, process.poll, connect_timeout_s)
-        except Exception:
-            kill_tree(process.pid)
+        except WorkerStartError as error:
+            _end(process)
+            # the directory and its logs are about to go: keep why the worker failed in the message
+            raise WorkerStartError(f"{error}{_last_output(workdir / 'stderr.log')}") from None
+        except BaseException:
+            _end(process)
             raise
         finally:
             listener.close()
@@ -302,6 +314,26 @@ def accept_worker(listener: socket.socket, exit_code: Callable[[], int | None], 
 
 class WorkerStartError(Exception):
     """The evaluator could not start a worker: an infra_error, never the candidate's fault."""
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Kill a worker that never connected, and reap it before its directory is removed."""
+    kill_tree(process.pid)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _last_output(log: Path) -> str:
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - LOG_TAIL_BYTES))
+            tail = f.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+    except OSError:
+        return ""
+    return ("; last output: " + " | ".join(tail)) if tail else ""
 
 
 def _separate_network(pid: int) -> bool:

@@ -25,7 +25,6 @@ from kernelsmith.cli import app
 from kernelsmith.config import Settings
 from kernelsmith.console import EXIT_OK, EXIT_VERDICT, console
 
-DEFAULT_IMAGE = "kernelsmith-evaluator:latest"  # what compose.yaml builds
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"  # where the openai package goes without a base_url
 STYLE = {"ok": "green", "missing": "bold red", "warning": "yellow", "info": "dim"}
 
@@ -46,10 +45,12 @@ class Check:
 def doctor(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file (default: ./kernelsmith.yaml)"),
     backend: Backend | None = typer.Option(None, "--backend", "-b", help="check for this backend (default: config's)"),
-    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="the docker sandbox's image"),
+    image: str | None = typer.Option(None, "--image", help="the docker sandbox's image (default: the one "
+                                     "`--sandbox docker` uses, which `make sandbox-image` builds)"),
     timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="seconds for each network check"),
 ) -> None:
     """Report the GPU, the backend `auto` picks, versions, docker, LLM endpoints and sandbox isolation."""
+    from evaluators.sandbox_docker import DEFAULT_IMAGE
     from kernelsmith.config import ConfigError, load_settings
 
     checks: list[Check] = []
@@ -64,7 +65,7 @@ def doctor(
     chosen = backend or (settings.backend if settings else Backend.auto)
     checks += host_checks(chosen)
     checks += sandbox_checks()
-    checks += docker_checks(image, os.environ, timeout)
+    checks += docker_checks(image or DEFAULT_IMAGE, os.environ, timeout)
     if settings is not None:
         checks += llm_checks(settings, os.environ, timeout)
     render(checks)
@@ -215,7 +216,8 @@ def docker_checks(image: str, env: Mapping[str, str], timeout: float) -> list[Ch
     if found.status_code == 200:
         checks.append(Check("docker image", "ok", f"{image} is present"))
     else:
-        checks.append(Check("docker image", "warning", f"{image} is not present: `docker build -t {image} .`"))
+        checks.append(Check("docker image", "warning", f"{image} is not present: build it with `python -m "
+                            f"evaluators.sandbox_docker build-image --tag {image}`; only --sandbox docker needs it"))
     return checks
 
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from evaluators.protocol import Backend, CorrectnessSettings, EvalRequest, Status, TimingSettings
+from evaluators.protocol import (
+    MAX_REPETITIONS,
+    MAX_TIME_LIMIT_S,
+    Backend,
+    CorrectnessSettings,
+    EvalRequest,
+    Status,
+    TimingSettings,
+)
 from kernelsmith.cli import app
 from kernelsmith.console import EXIT_OK, EXIT_VERDICT, console, fail, render_result
 
@@ -21,16 +29,24 @@ def _read(path: Path, what: str) -> str:
         fail(f"cannot read {what} file {path}: {error}")
 
 
+def _check_range(flag: str, value: float, low: float, high: float) -> None:
+    # checked here rather than by Typer so that both ends read the same, as one line
+    if not low <= value <= high:
+        fail(f"{flag} must be between {low:g} and {high:g}, got {value:g}")
+
+
 @app.command("eval")
 def eval_command(
     reference: Path = typer.Argument(..., help="task file defining Model, get_inputs, get_init_inputs"),
     candidate: Path = typer.Argument(..., help="candidate file defining ModelNew"),
     backend: Backend = typer.Option(Backend.auto, "--backend", "-b", help="where to evaluate"),
     trials: int = typer.Option(5, "--trials", min=1, max=100, help="correctness trials"),
-    repetitions: int = typer.Option(100, "--repetitions", min=1, help="timed repetitions (GPU)"),
+    repetitions: int = typer.Option(100, "--repetitions", help=f"timed repetitions (GPU), 1 to {MAX_REPETITIONS}"),
     compile_baseline: bool = typer.Option(False, "--compile-baseline", help="also time torch.compile"),
     strict: bool = typer.Option(False, "--strict", help="ban torch compute ops in ModelNew.forward"),
-    time_limit: float = typer.Option(300.0, "--time-limit", min=1, help="seconds for the candidate"),
+    time_limit: float = typer.Option(
+        300.0, "--time-limit", help=f"seconds for the candidate, 1 to {MAX_TIME_LIMIT_S:g}"
+    ),
     device: int | None = typer.Option(None, "--device", help="GPU index"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one EvalResult JSON object"),
 ) -> None:
@@ -39,6 +55,8 @@ def eval_command(
     from evaluators.judge import Judge
     from evaluators.loading import TaskError, check_reference_source
 
+    _check_range("--repetitions", repetitions, 1, MAX_REPETITIONS)
+    _check_range("--time-limit", time_limit, 1, MAX_TIME_LIMIT_S)
     reference_source = _read(reference, "reference")
     candidate_source = _read(candidate, "candidate")
     try:

@@ -1,4 +1,5 @@
-"""Real evaluator servers for the service and client tests, and the small requests they evaluate."""
+"""Real evaluator servers for the service and client tests, and the small requests they evaluate; and a
+scripted stand-in for the answers a real one gives only when broken, restarting or behind a proxy."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
-from evaluators.protocol import Backend, CorrectnessSettings, EvalRequest
+from evaluators.api import Capacity, JobState, JobView, ServiceInfo
+from evaluators.protocol import PROTOCOL_VERSION, Backend, CorrectnessSettings, EvalRequest
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789abcdef"
@@ -89,3 +93,62 @@ def start_server(*args: str, token: str | None = TOKEN) -> Server:
             time.sleep(0.1)
     server.kill()
     raise AssertionError("the evaluator never answered /v1/health")
+
+
+# (HTTP status, Content-Type, body)
+Reply = tuple[int, str, str]
+QUEUED = (202, "application/json", JobView(
+    id="scripted-1", state=JobState.queued, task_name="relu", backend="triton-interpret", request_digest="0" * 64,
+    submitted_at=0.0).model_dump_json())
+FORGOTTEN = (404, "application/json", '{"error": "unknown_evaluation", "message": "no evaluation \'scripted-1\' here"}')
+PROXY_PAGE = (200, "text/html", "<html><body>Please sign in to continue</body></html>")
+
+
+class ScriptedEvaluator:
+    """An evaluator API on loopback that answers /v1/info as a CPU evaluator with `slots` free slots,
+    and submits and long polls with the replies given; `requests` lists what it was asked."""
+
+    def __init__(self, submit: Reply, wait: Reply = FORGOTTEN, slots: int = 1) -> None:
+        info = ServiceInfo(protocol_version=PROTOCOL_VERSION, versions={}, backends=["triton-interpret"], devices=[],
+                           workers=[], warm={}, queue_depth=0, max_queue=256, limits={}, uptime_s=1.0,
+                           capacity={"triton-interpret": Capacity(slots=slots, busy=0, queued=0, free=slots)})
+        routes = {"GET /v1/info": (200, "application/json", info.model_dump_json()), "POST /v1/evaluations": submit}
+        self.requests: list[str] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer()
+
+            def _answer(self) -> None:
+                route = f"{self.command} {self.path.split('?')[0]}"
+                scripted.requests.append(route)
+                status, content_type, body = wait if route.endswith("/wait") else routes.get(route, FORGOTTEN)
+                encoded = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(encoded)))
+                self.end_headers()
+                self.wfile.write(encoded)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def __enter__(self) -> ScriptedEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def asked(self, route: str) -> int:
+        return sum(request == route for request in self.requests)

@@ -13,6 +13,7 @@ import pytest
 from evaluators.client import (
     AsyncEvaluatorClient,
     EvaluationRefused,
+    EvaluatorBadReply,
     EvaluatorClient,
     EvaluatorPool,
     EvaluatorUnavailable,
@@ -20,7 +21,17 @@ from evaluators.client import (
     RetryPolicy,
 )
 from evaluators.protocol import Status
-from tests.evaluators.servers import BROKEN_REFERENCE, FAILING_REFERENCE, RELU_CANDIDATE, TOKEN, relu_request
+from tests.evaluators.servers import (
+    BROKEN_REFERENCE,
+    FAILING_REFERENCE,
+    FORGOTTEN,
+    PROXY_PAGE,
+    QUEUED,
+    RELU_CANDIDATE,
+    TOKEN,
+    ScriptedEvaluator,
+    relu_request,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +98,24 @@ def test_client_retries_until_the_service_answers(servers):
         starter.join()
 
 
+def test_a_job_the_service_keeps_losing_is_resubmitted_a_few_times_then_an_infra_error():
+    retry = RetryPolicy(backoff_s=0.01, lost_retries=3)
+
+    async def run_async(url):
+        async with AsyncEvaluatorClient(url, token=TOKEN, retry=retry) as client:
+            return await client.evaluate(relu_request("lost"), timeout_s=10)
+
+    with ScriptedEvaluator(submit=QUEUED, wait=FORGOTTEN) as forgetful:  # accepts every job, then 404s on it
+        with EvaluatorClient(forgetful.url, token=TOKEN, retry=retry) as client:
+            lost = client.evaluate(relu_request("lost"), timeout_s=10)
+        assert forgetful.asked("POST /v1/evaluations") == 4  # the first submit and three more
+        lost_async = asyncio.run(run_async(forgetful.url))
+        assert forgetful.asked("POST /v1/evaluations") == 8
+    for result in (lost, lost_async):
+        assert result.status == Status.infra_error
+        assert f"{forgetful.url} lost the evaluation of relu 4 times" in result.message
+
+
 def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers):
     doomed = servers("--cpu-workers", "1")
     requests = [relu_request(f"failover-{n}") for n in range(4)]
@@ -113,6 +142,25 @@ def test_pool_spreads_work_and_fails_over_when_an_evaluator_dies(server, servers
     survivor_jobs = httpx.get(f"{server.url}/v1/evaluations", headers=server.headers(), params={"limit": 50}).json()
     digests = {job["request_digest"] for job in survivor_jobs["evaluations"] if job["status"] == "ok"}
     assert {request.digest() for request in requests} <= digests  # every one ended on the survivor
+
+
+def test_pool_fails_over_from_an_endpoint_that_answers_with_a_page_instead_of_json(server):
+    async def run(urls):
+        async with EvaluatorPool(urls, token=TOKEN) as pool:
+            return await pool.evaluate(relu_request("proxied"), timeout_s=60), pool.status()
+
+    # behind a proxy that answers 200 with its sign-in page; it reports more free slots, so it is tried first
+    with ScriptedEvaluator(submit=PROXY_PAGE, slots=8) as proxied:
+        result, status = asyncio.run(run([proxied.url, server.url]))
+        assert result.status == Status.ok and proxied.asked("POST /v1/evaluations") == 1
+        assert status[0]["up"] is False and "something other than an evaluator's reply" in status[0]["last_error"]
+
+        alone, _ = asyncio.run(run([proxied.url]))
+        assert alone.status == Status.infra_error
+        assert f"{proxied.url}/v1/evaluations answered HTTP 200" in alone.message and "sign in" in alone.message
+
+        with EvaluatorClient(proxied.url, token=TOKEN) as client, pytest.raises(EvaluatorBadReply, match="HTTP 200"):
+            client.evaluate(relu_request("proxied"))
 
 
 def test_pool_refuses_what_no_evaluator_can_do(server):

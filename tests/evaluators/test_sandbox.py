@@ -5,12 +5,23 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
+from evaluators.backends import resolve
 from evaluators.judge import Judge
 from evaluators.protocol import Backend, Status
-from evaluators.sandbox import Limits, kill_tree, looks_secret, worker_environment
+from evaluators.sandbox import (
+    Limits,
+    ProcessSandbox,
+    WorkerStartError,
+    kill_tree,
+    looks_secret,
+    worker_environment,
+)
 from tests.conftest import make_request
 
 CONNECT = "import socket,sys\ntry:\n    socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3)\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n"
@@ -83,3 +94,16 @@ def test_memory_watchdog_kills_a_worker_over_its_limit():
     result = judge.evaluate(make_request("relu_reference.py", hog))
     assert result.status == Status.runtime_error
     assert "MiB of host memory" in result.message
+
+
+def test_a_worker_that_never_connects_leaves_no_directory_behind(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the sandbox makes work directories
+    spec = resolve(Backend.triton_interpret)
+    with pytest.raises(WorkerStartError, match="did not connect within"):
+        ProcessSandbox().start(spec, Limits(), connect_timeout_s=0.05)
+    assert list(tmp_path.iterdir()) == []
+    # the jail's address space becomes 64 MiB: the worker dies importing torch, before it connects
+    cramped = Limits(memory_bytes=(64 << 20) - (8 << 30))
+    with pytest.raises(WorkerStartError, match="exited with code .* before connecting; last output: "):
+        ProcessSandbox().start(spec, cramped)
+    assert list(tmp_path.iterdir()) == []

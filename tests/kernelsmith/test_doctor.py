@@ -7,6 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -15,6 +18,7 @@ import torch
 import triton
 
 from evaluators.protocol import Backend
+from evaluators.sandbox_docker import DEFAULT_IMAGE
 from kernelsmith.doctor_command import docker_checks, host_checks
 
 FAKE_MX_SMI = Path(__file__).parents[1] / "evaluators" / "fake_mx_smi"
@@ -100,3 +104,36 @@ def test_docker_is_reported_unreachable_on_a_dead_socket_and_the_image_by_name(t
     live = docker_checks("kernelsmith-doctor-never-built:none", {}, 5.0)
     assert live[0].status == "ok" and "daemon" in live[0].detail
     assert live[1].status == "warning" and "is not present" in live[1].detail
+
+
+@pytest.fixture
+def docker_engine() -> Iterator[str]:
+    """A loopback server answering the two Docker Engine API calls doctor makes, holding one image:
+    the docker sandbox's default. Yields its DOCKER_HOST."""
+
+    class Engine(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            known = self.path in ("/version", f"/images/{DEFAULT_IMAGE.replace(':', '%3A')}/json")
+            body = b'{"Version": "27.0.0-loopback"}' if known else b'{"message": "No such image"}'
+            self.send_response(200 if known else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_it_checks_for_the_image_the_docker_sandbox_uses_by_default(docker_engine, tmp_path):
+    found = doctor(env={"DOCKER_HOST": docker_engine}, cwd=tmp_path)
+    assert f"{DEFAULT_IMAGE} is present" in found.stdout, found.stdout
+    named = doctor("--image", "kernelsmith-doctor-never-built:none", env={"DOCKER_HOST": docker_engine}, cwd=tmp_path)
+    assert "kernelsmith-doctor-never-built:none is not present" in named.stdout
+    assert "build-image --tag kernelsmith-doctor-never-built:none" in named.stdout

@@ -42,3 +42,16 @@ def test_misuse_exits_2_with_a_message():
     broken = CANDIDATES / "relu_ok.py"  # a candidate is not a task: it lacks Model and get_inputs
     not_a_task = run(str(broken), str(broken))
     assert not_a_task.returncode == 2 and "lacks" in not_a_task.stderr
+
+
+def test_out_of_range_limits_exit_2_naming_the_flag_and_its_range():
+    task, candidate = str(CANDIDATES / "relu_reference.py"), str(CANDIDATES / "relu_ok.py")
+    for flag, value, allowed in [
+        ("--time-limit", "0", "between 1 and 3600"),
+        ("--time-limit", "5000", "between 1 and 3600"),
+        ("--repetitions", "-1", "between 1 and 100000"),
+        ("--repetitions", "200000", "between 1 and 100000"),
+    ]:
+        shown = run(task, candidate, flag, value)
+        assert shown.returncode == 2, (flag, value, shown.stderr)
+        assert shown.stderr.strip().splitlines() == [f"error: {flag} must be {allowed}, got {value}"]
