@@ -38,7 +38,7 @@ from evaluators.runtime_rules import (
 from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStartError
 from evaluators.speed_of_light import Peak, lower_bound, measured_copy_bandwidth, table_peak
 from evaluators.static_checks import check_candidate
-from evaluators.timing import effective_times, wall_clock_consistent
+from evaluators.timing import Sample, effective_times, wall_clock_consistent
 from evaluators.warm import cpu_hard_limit, cpu_seconds
 
 
@@ -161,11 +161,11 @@ class _Evaluation:
         copies = max(4, self.request.timing.compared_repetitions)
         self.worker.channel.max_blob_bytes = copies * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
         self.max_elements = 4 * reference.output_elements + (1 << 20) + reference.input_bytes
-        ready = self._receive("ready")
-        sync_latency_ms = float(ready.header.get("sync_latency_ms") or 0.0)
+        self._receive("ready")
         self._mark("worker_start")
         cuda_ipc = self._cuda_ipc_usable()
-        self._load(reference, cuda_ipc)
+        # the worker sets up its GPU on its first command: the host's synchronize latency comes with `loaded`
+        sync_latency_ms = self._load(reference, cuda_ipc)
         self._mark("load")
         self.stage = Stage.correctness
         self._trials(reference)
@@ -206,7 +206,7 @@ class _Evaluation:
                 self.judge.ipc_works[key] = False
         return self.judge.ipc_works[key]
 
-    def _load(self, reference: ReferenceData, cuda_ipc: bool) -> None:
+    def _load(self, reference: ReferenceData, cuda_ipc: bool) -> float:
         assert self.worker is not None
         workdir = self.worker.workdir
         (workdir / "reference.py").write_text(reference.source)
@@ -219,8 +219,11 @@ class _Evaluation:
              "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,
              "cuda_ipc": cuda_ipc, "cpu_s": self.limits.cpu_s}
         )
+        latency = self._receive("device").header.get("sync_latency_ms")
         self._receive("loaded")
         self._check_cpu_limit()
+        # a sane synchronize takes microseconds; a larger figure would only widen the side-stream slack
+        return min(max(float(latency), 0.0), 1.0) if isinstance(latency, (int, float)) else 0.0
 
     def _check_cpu_limit(self) -> None:
         """The worker lowered its own CPU limit before loading anything: read it back from outside."""
@@ -284,26 +287,32 @@ class _Evaluation:
         settings = self.request.timing
         command = {"type": "time", "repetitions": settings.repetitions, "warmup": 0, "warmup_ms": 0.0,
                    "flush_l2": settings.flush_l2, "fresh_inputs": settings.fresh_inputs}
-        # three phases, each on our clock: warm-up (untimed), the loop with nothing called (its own cost
-        # in this worker: inputs, flush, spin, guards, synchronizes), then the timed repetitions
+        # on our clock: a warm-up (untimed), then stretches of the timed repetitions, each just after
+        # the same loop with nothing called (its own cost in this worker: inputs, flush, spin, guards,
+        # synchronizes); the wall-clock cross-check compares each pair
         self._send(dict(command, repetitions=0, warmup=settings.warmup, warmup_ms=settings.warmup_ms))
         warmed = self._receive("timing")
-        started = time.perf_counter()
-        self._send(dict(command, null=True))
-        self._receive("timing")
-        loop_overhead_ms = (time.perf_counter() - started) * 1000.0 / settings.repetitions
         chosen = self._compared_repetitions(reference)
-        started = time.perf_counter()
-        self._send(dict(command, compare=chosen))
-        message = self._receive("timing")
-        wall_s = time.perf_counter() - started
-        message.header["warmup_calls"] = warmed.header.get("warmup_calls")
-        samples = timing_samples(message.header, settings.repetitions, settings.warmup)
-        compared = self._receive("timed_outputs")
-        compare_timed_outputs(compared.header, compared.tensors, chosen, reference, self.request.correctness,
-                              self.trials)
-        del compared
-        self._release_memory()
+        samples: list[Sample] = []
+        pairs: list[tuple[float, float]] = []
+        for first, count in _stretches(settings.repetitions):
+            started = time.perf_counter()
+            self._send(dict(command, repetitions=count, null=True))
+            self._receive("timing")
+            null_ms = (time.perf_counter() - started) * 1000.0 / count
+            compared = [i - first for i in chosen if first <= i < first + count]
+            started = time.perf_counter()
+            self._send(dict(command, repetitions=count, compare=compared))
+            message = self._receive("timing")
+            pairs.append(((time.perf_counter() - started) * 1000.0 / count, null_ms))
+            message.header["warmup_calls"] = warmed.header.get("warmup_calls")
+            samples += timing_samples(message.header, count, settings.warmup)
+            if compared:
+                outputs = self._receive("timed_outputs")
+                compare_timed_outputs(outputs.header, outputs.tensors, compared, reference, self.request.correctness,
+                                      self.trials, first)
+                del outputs
+                self._release_memory()
         times, hidden = effective_times(samples, device_slack_ms=max(4 * sync_latency_ms, 0.03))
         if hidden * 4 >= len(samples):
             self.findings.append(Finding(
@@ -311,9 +320,7 @@ class _Evaluation:
                 message=f"{hidden} of {len(samples)} calls left work running on another stream; the whole device time was counted",
             ))
         stats = TimingStats.from_samples(times)
-        consistent, implied = wall_clock_consistent(
-            stats.median_ms, wall_s, settings.repetitions, loop_overhead_ms
-        )
+        consistent, implied = wall_clock_consistent(stats.median_ms, pairs)
         if not consistent:
             raise Verdict(Status.rejected, Stage.timing,
                           f"reported {stats.median_ms:.4f} ms per call, but the judge's wall clock implies {implied:.4f} ms",
@@ -465,3 +472,13 @@ class _Evaluation:
         elif not self.spec.measures_time:
             text += "; not timed (the Triton interpreter checks correctness only)"
         return text
+
+
+STRETCHES = 5  # the timed repetitions are run in this many stretches, each beside its own null loop
+
+
+def _stretches(repetitions: int) -> list[tuple[int, int]]:
+    """(first repetition, count) of each stretch: as even as can be, none empty."""
+    count = max(1, min(STRETCHES, repetitions))
+    bounds = [repetitions * k // count for k in range(count + 1)]
+    return [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(count)]

@@ -133,6 +133,7 @@ def compare_timed_outputs(
     reference: ReferenceData,
     settings: CorrectnessSettings,
     trials: list[TrialResult],
+    first: int = 0,
 ) -> None:
     """The outputs of the timed repetitions the judge chose, against the reference on each one's inputs.
 
@@ -157,5 +158,5 @@ def compare_timed_outputs(
         trials.append(trial)
         if not trial.passed:
             raise Verdict(Status.incorrect, stage,
-                          f"repetition {repetition} of the timed calls gave a wrong result, though the checked calls "
+                          f"repetition {first + repetition} of the timed calls gave a wrong result, though the checked calls "
                           f"were right (does forward behave differently while timed?): {trial.message}")

@@ -11,6 +11,7 @@ captured before any candidate code is imported; the primitives are checked after
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -249,16 +250,17 @@ def calibrate_sync_latency(clock: Clock, repetitions: int = 30) -> float:
     return gaps[len(gaps) // 2]
 
 
-def wall_clock_consistent(
-    reported_median_ms: float, wall_s: float, calls: int, overhead_per_call_ms: float
-) -> tuple[bool, float]:
-    """Does the judge's wall clock around the timed phase agree with the worker's figures?
+def wall_clock_consistent(reported_median_ms: float, pairs: list[tuple[float, float]]) -> tuple[bool, float]:
+    """Does the judge's wall clock around the timed calls agree with the worker's figures?
 
-    The wall clock bounds the real time per call from above once the loop's own overhead
-    (inputs, flush, synchronizes: measured by the judge on the same task) is removed. Event
-    figures far under that bound were not measured honestly. Returns (consistent, implied_ms).
+    `pairs` holds, for each stretch of timed repetitions, the judge's wall milliseconds per call of
+    it and of the null loop run just before it (the same loop with nothing called: inputs, flush,
+    spin, synchronizes). Their difference bounds the real time per call from above; event figures
+    far under it were not measured honestly. The median over the pairs: a host hiccup (a VM
+    descheduled, a pause of the collector) lands in one stretch, while work hidden from the events
+    shows in every one. Returns (consistent, implied_ms).
     """
-    implied_ms = wall_s * 1000.0 / max(calls, 1) - overhead_per_call_ms
-    # generous: the median sits under the mean, and the overhead estimate is noisy
+    implied_ms = statistics.median(timed - null for timed, null in pairs)
+    # generous: the median sits under the mean, and the null loop's cost is noisy
     consistent = reported_median_ms >= 0.4 * implied_ms - 0.05
     return consistent, implied_ms

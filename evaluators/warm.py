@@ -90,20 +90,16 @@ class WarmPool:
         return self.sandbox.start(spec, limits)
 
     @contextmanager
-    def quiet(self, spec: BackendSpec, timeout_s: float = 60.0) -> Iterator[None]:
+    def quiet(self, spec: BackendSpec) -> Iterator[None]:
         """No worker starts on this device inside: for timing on it.
 
-        A starting worker creates a CUDA context and calibrates its clock on the GPU; done while
-        another process times a kernel there, it time-slices the GPU with it and skews both the
-        events and the judge's wall clock (on an H200 it got honest kernels rejected). Workers
-        already starting are waited for, up to `timeout_s`; the shelves are refilled afterwards.
+        A worker starting ahead of need only imports (it sets up the GPU on its first command,
+        inside the evaluation that uses it), but its start still costs the host a core for a few
+        seconds: none begins while a candidate is timed here. The shelves are refilled afterwards.
         """
         device = spec.torch_device
         with self._lock:
             self._quiet[device] += 1
-            deadline = time.monotonic() + timeout_s
-            while self._starting_on(device) and not self._closed and time.monotonic() < deadline:
-                self._lock.wait(0.1)
         try:
             yield
         finally:

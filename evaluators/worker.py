@@ -32,23 +32,16 @@ class Worker:
         from evaluators.compat import LaunchCounter, exact_float32, interpreter_enabled
         from evaluators.guards import Guard
         from evaluators.ops import OpRecorder
-        from evaluators.timing import Clock, calibrate_sync_latency
+        from evaluators.timing import Clock
 
         self.torch = torch
         self.channel = channel
         self.interpret = interpreter_enabled()
         exact_float32()  # as the judge computes the reference
-        if not self.interpret and torch.cuda.is_available():
-            self.device = torch.device("cuda", 0)
-            torch.cuda.set_device(self.device)
-            torch.cuda.init()
-            self.clock: Clock | None = Clock.capture(self.device)
-            self.sync_latency_ms = calibrate_sync_latency(self.clock)
-            _start_triton_driver()
-        else:
-            self.device = torch.device("cpu")
-            self.clock = None
-            self.sync_latency_ms = 0.0
+        gpu = not self.interpret and torch.cuda.is_available()  # asks the driver; creates no context
+        self.device = torch.device("cuda", 0) if gpu else torch.device("cpu")
+        self.clock: Clock | None = None  # on a GPU: set up by the first command (start_device)
+        self.sync_latency_ms = 0.0
         from evaluators.loading import seed_all
 
         self.manual_seed = torch.manual_seed
@@ -78,7 +71,6 @@ class Worker:
                 "type": "ready",
                 "pid": os.getpid(),
                 "device": str(self.device),
-                "sync_latency_ms": self.sync_latency_ms,
             }
         )
         handlers = {
@@ -107,8 +99,26 @@ class Worker:
         """Answer the command being served: the judge takes no message without its nonce."""
         self.channel.send(dict(header, nonce=self.nonce))
 
+    def start_device(self) -> None:
+        """The CUDA context, the timing clock and Triton's driver, on the first command that needs them.
+
+        Not at start-up: a worker started ahead of need (the warm pool) then works on the CPU only
+        (imports) and does not time-slice the GPU with a candidate being timed there. Harness code,
+        before any candidate code: the guards do not count it, and the primitives are still pristine.
+        """
+        if self.device.type != "cuda" or self.clock is not None:
+            return
+        from evaluators.timing import Clock, calibrate_sync_latency
+
+        self.torch.cuda.set_device(self.device)
+        self.torch.cuda.init()
+        self.clock = Clock.capture(self.device)
+        self.sync_latency_ms = calibrate_sync_latency(self.clock)
+        _start_triton_driver()
+
     def probe_ipc(self, command: dict[str, Any]) -> None:
         """Send a small tensor by CUDA IPC: the judge learns whether handles open across this sandbox."""
+        self.start_device()
         self.cuda_ipc = True
         probe = self.torch.arange(1024, dtype=self.torch.float32, device=self.device)
         self.send_outputs({"type": "outputs"}, {"outputs": [probe]})
@@ -118,6 +128,9 @@ class Worker:
         from evaluators.loading import SourceProblem, construct, get_class, import_file
 
         limit_own_cpu(command.get("cpu_s"))  # first: no code of the task or the candidate has run yet
+        self.start_device()
+        # said now, before the candidate's import: no code of its own has had a chance to change it
+        self.send({"type": "device", "sync_latency_ms": self.sync_latency_ms})
         self.cuda_ipc = bool(command.get("cuda_ipc")) and self.device.type == "cuda"
         reference = import_file(Path(command["reference_file"]), "kernelsmith_reference")
         self.get_inputs = reference.get_inputs

@@ -113,6 +113,7 @@ def test_a_worker_lowers_its_own_cpu_limit_before_it_loads_the_candidate(spec, t
         handle.channel.send({"type": "load", "reference_file": str(handle.workdir / "reference.py"),
                              "candidate_file": str(handle.workdir / "candidate.py"), "init_seed": 0,
                              "cuda_ipc": False, "cpu_s": 100, "nonce": "n1"})
+        assert handle.channel.recv(timeout=60).type == "device"
         assert handle.channel.recv(timeout=60).type == "loaded"
         # what a judge without the right to change it from outside reads back
         assert cpu_hard_limit(handle.pid) <= int(cpu_seconds(handle.pid)) + 1 + 100 + 5
@@ -141,12 +142,12 @@ def test_no_worker_starts_on_a_device_while_it_is_being_timed(spec):
     pool = WarmPool(size=1)
     try:
         pool.prepare(spec)
+        assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error
         with pool.quiet(spec):
-            # the start already under way was waited for; the one a hand-out asks for waits outside
-            assert pool._starting_on(spec.torch_device) == 0
-            handle = pool.acquire(spec, Limits())
+            handle = pool.acquire(spec, Limits())  # the hand-out empties the shelf: its refill waits outside
             handle.close()
             assert pool._starting_on(spec.torch_device) == 0 and pool.ready(spec) == 0
+        assert pool._starting_on(spec.torch_device) == 1
         assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error  # refilled afterwards
         assert pool.stats.hits == 1
     finally:
