@@ -86,7 +86,7 @@ class TimingSettings(_Model):
         True, description="new random inputs before every repetition (defeats output caching)"
     )
     compared_repetitions: int = Field(
-        3, ge=1, le=16, description="timed repetitions, drawn at random by the judge, whose outputs are compared "
+        6, ge=1, le=16, description="timed repetitions, drawn at random by the judge, whose outputs are compared "
         "too (at most `repetitions`; fewer when their copies would crowd the device)",
     )
     enabled: bool = True
