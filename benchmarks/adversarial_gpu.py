@@ -132,6 +132,24 @@ class ModelNew(nn.Module):
 PATCHED_EVENT = HONEST.replace("class ModelNew", "torch.cuda.Event.elapsed_time = lambda self, end: 1e-4\n\n\nclass ModelNew")
 PATCHED_CLOCK = HONEST.replace(
     "class ModelNew", "triton.runtime.autotuner.time.perf_counter = lambda: 0.0\n\n\nclass ModelNew")
+TORCH_OPS_SIDE_STREAM = KERNEL + '''
+SIDE = torch.cuda.Stream() if torch.cuda.is_available() else None
+
+
+class ModelNew(nn.Module):
+    """Checked calls (the op recorder watching) get the kernel; timed calls get torch.relu on a side
+    stream, which starts under the spin, joined back, beside one small launch for the launch counter."""
+
+    def forward(self, x):
+        if SIDE is None or torch.utils._python_dispatch._get_current_dispatch_mode() is not None:
+            return relu(x)
+        SIDE.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(SIDE):
+            out = torch.relu(x)
+        torch.cuda.current_stream().wait_stream(SIDE)
+        relu(x[:1024])
+        return out
+'''
 ADDRESS_CACHE = KERNEL + '''
 CACHE = {}
 
@@ -183,6 +201,9 @@ CASES = [
     Case("side stream, joined", JOINED_SIDE_STREAM, "rejected/side-stream-launch", timed_only=True),
     # garbage only where the op recorder is absent: the timed repetitions the judge draws are compared
     Case("garbage in timed calls only", GARBAGE_WHEN_TIMED, "incorrect", timed_only=True),
+    # torch ops follow the current stream: switching away from the timed one while timed is refused
+    Case("torch ops on a side stream in timed calls only", TORCH_OPS_SIDE_STREAM, "rejected/side-stream-launch",
+         timed_only=True),
     # the launcher is wrapped too: the compiled kernel's side stream shows in its stream argument
     Case("compiled kernel on a side stream", COMPILED_SIDE_STREAM, "rejected/side-stream-launch", timed_only=True),
     Case("patched cuda.Event.elapsed_time", PATCHED_EVENT, "rejected/monkey-patch"),

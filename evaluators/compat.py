@@ -87,7 +87,7 @@ class LaunchCounter:
     def __init__(self) -> None:
         self.count = 0
         self.kernels: dict[str, int] = {}
-        self._installed: dict[tuple[type, str], Callable[..., Any]] = {}
+        self._installed: dict[tuple[Any, str], Callable[..., Any]] = {}
         # while timing: the stream the timed calls must launch on, how to read the current one
         # (captured by trusted code), and the launches that went elsewhere
         self.expected_stream: int | None = None
@@ -104,8 +104,32 @@ class LaunchCounter:
         if launcher is not None:
             cls, method = launcher
             self._wrap(cls, method, self._counting_launcher(getattr(cls, method)))
+        import torch
 
-    def _wrap(self, cls: type, method: str, wrapper: Callable[..., Any]) -> None:
+        self.watch_stream_switches(torch._C)
+
+    def watch_stream_switches(self, module: Any, name: str = "_cuda_setStream") -> None:
+        """Also count switches of the current stream away from the timed one while timing.
+
+        Torch operations always run on the current stream, and Python reaches another one only
+        through this function (`torch.cuda.set_stream`, `with torch.cuda.stream(s)`): work a
+        timed call moved there could run under the spin, before the start event. Switching back
+        is what a `with` block's exit does, and is not counted.
+        """
+        original = getattr(module, name, None)
+        if original is None:  # a CPU-only build
+            return
+        counter = self
+
+        @functools.wraps(original)
+        def set_stream(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            counter._current_stream_is_off()
+            return result
+
+        self._wrap(module, name, set_stream)
+
+    def _wrap(self, cls: Any, method: str, wrapper: Callable[..., Any]) -> None:
         setattr(cls, method, wrapper)
         self._installed[(cls, method)] = wrapper
 

@@ -116,8 +116,9 @@ def timing_samples(header: dict[str, Any], repetitions: int, min_warmup: int) ->
         raise _malformed("timing report", stage, "no count of launches off the timed stream")
     if off_stream:
         raise Verdict(Status.rejected, stage,
-                      f"{off_stream} Triton launches in the timed calls went to another stream than the current one",
-                      Finding(rule="side-stream-launch", message="kernels must launch on the current stream: "
+                      f"{off_stream} Triton launches or stream switches in the timed calls went to another stream "
+                      "than the timed one",
+                      Finding(rule="side-stream-launch", message="work must stay on the timed stream: "
                               "work on another stream can run before the timed window opens"))
     launches = header.get("launches")
     if not isinstance(launches, int) or launches < repetitions:

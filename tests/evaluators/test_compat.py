@@ -131,3 +131,32 @@ def test_this_tritons_launchers_take_the_stream_fourth():
         # JITFunction.run call as launcher(gridX, gridY, gridZ, stream, function, ...)
         kinds = [p.kind for p in parameters[1:]]
         assert kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
+
+
+class StandInTorchC:
+    """torch._C's stream setter: what torch.cuda.set_stream and `with torch.cuda.stream(s)` call."""
+
+    def __init__(self) -> None:
+        self.current = TIMED
+
+    def _cuda_setStream(self, stream_id, device_index=0, device_type=1):  # noqa: N802 (torch's name)
+        self.current = stream_id
+
+
+def test_switching_away_from_the_timed_stream_while_timed_is_caught():
+    # torch ops follow the current stream: a timed call that moves it could run them under the spin
+    torch_c = StandInTorchC()
+    counter = LaunchCounter()
+    counter.watch_stream_switches(torch_c)
+    counter.watch_stream(TIMED, lambda: torch_c.current)
+    torch_c._cuda_setStream(stream_id=TIMED)  # the harness restoring the timed stream
+    assert counter.off_stream == 0
+    torch_c._cuda_setStream(stream_id=SIDE)  # `with torch.cuda.stream(side):` entering
+    torch_c._cuda_setStream(stream_id=TIMED)  # ... and leaving
+    assert counter.off_stream == 1
+    counter.watch_stream(None)  # outside the timed calls, streams are the candidate's business
+    torch_c._cuda_setStream(stream_id=SIDE)
+    assert counter.off_stream == 0
+    assert counter.intact()
+    torch_c._cuda_setStream = lambda stream_id, **_: None  # unwrapped again by the candidate
+    assert not counter.intact()
