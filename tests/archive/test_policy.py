@@ -354,3 +354,19 @@ def test_a_young_island_draws_exploit_parents_from_the_whole_run_until_it_fills_
     grown = history + [ok_on(3, 1, 0.6), ok_on(4, 1, 0.7)]
     picks = choices(policy_of(grown, exploit=1, explore=0, fix=0, islands=2, pooled_until=3), 200, island=1)
     assert {pick[2] for pick in picks} == {2, 3, 4}
+
+
+def test_the_explore_weight_grows_with_the_run_until_explore_ramp():
+    # exploit and explore weigh the same; with explore_ramp 20, a run of 5 programs explores at a quarter
+    # of the weight (1 : 0.25, a fifth of the draws), one of 20 or more at the full weight (half the draws)
+    def explored(programs: int, ramp: int) -> float:
+        history = [ok_on(i, 0, float(i)) for i in range(1, programs + 1)]
+        policy = policy_of(history, exploit=1, explore=1, fix=0, islands=1, explore_ramp=ramp)
+        return [pick[0] for pick in choices(policy, 2000)].count(Mode.explore) / 2000
+
+    assert 0.16 < explored(5, 20) < 0.24
+    assert 0.45 < explored(20, 20) < 0.55 and 0.45 < explored(40, 20) < 0.55
+    assert 0.45 < explored(5, 0) < 0.55  # 0: no ramp
+    # explore alone still draws from the first program on
+    alone = policy_of([ok_on(1, 0, 1.0)], exploit=0, explore=1, fix=0, islands=1, explore_ramp=20)
+    assert {pick[0] for pick in choices(alone, 20)} == {Mode.explore}
