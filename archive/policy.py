@@ -35,7 +35,7 @@ class PolicyConfig(BaseModel):
     )
     exploit: float = Field(0.6, ge=0, description="weight of drawing the parent from the island's elites")
     exploit_focus: float = Field(
-        0.5, ge=0, lt=1, description="an exploit draw weighs the i-th best elite by (1 - exploit_focus)**i; 0: uniform"
+        0.8, ge=0, lt=1, description="an exploit draw weighs the i-th best elite by (1 - exploit_focus)**i; 0: uniform"
     )
     pooled_until: int = Field(
         8, ge=0, description="an island holding fewer programs than this also draws exploit parents from the "
@@ -43,7 +43,7 @@ class PolicyConfig(BaseModel):
     )
     explore: float = Field(0.3, ge=0, description="weight of drawing it from the diversity grid or uniformly")
     explore_ramp: int = Field(
-        0, ge=0, description="the explore weight grows in proportion to the run's programs up to this many, "
+        32, ge=0, description="the explore weight grows in proportion to the run's programs up to this many, "
         "then stays at `explore`; 0: full from the first draw",
     )
     fix: float = Field(0.1, ge=0, description="weight of drawing a recent failure to repair")

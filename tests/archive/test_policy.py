@@ -148,7 +148,7 @@ def test_sampling_follows_the_configured_mix(exploit, explore, fix, seed):
         )
         for i in range(11, 15)
     ]
-    policy = policy_of(history, seed, islands=1, exploit=exploit, explore=explore, fix=fix)
+    policy = policy_of(history, seed, islands=1, exploit=exploit, explore=explore, fix=fix, explore_ramp=0)
     draws = 3000
     picks = [pick[0] for pick in choices(policy, draws)]
     total = exploit + explore + fix
@@ -334,9 +334,12 @@ def ok_on(program_id: int, island: int, speedup: float) -> Candidate:
 def test_exploit_draws_favour_the_best_elite_as_configured():
     # eight elites, best first: with exploit_focus 0.5 each is drawn half as often as the one above it
     history = [ok_on(i, 0, float(10 - i)) for i in range(1, 9)]
-    focused = [pick[2] for pick in choices(policy_of(history, exploit=1, explore=0, fix=0, islands=1), 2000)]
+    focused = [pick[2] for pick in choices(
+        policy_of(history, exploit=1, explore=0, fix=0, islands=1, exploit_focus=0.5), 2000)]
     assert 0.45 < focused.count(1) / 2000 < 0.56 and 0.2 < focused.count(2) / 2000 < 0.3
     assert set(focused) == set(range(1, 9))  # the others are still drawn
+    default = [pick[2] for pick in choices(policy_of(history, exploit=1, explore=0, fix=0, islands=1), 2000)]
+    assert 0.75 < default.count(1) / 2000 < 0.85  # the default focus, 0.8: the best four times in five
     uniform = [pick[2] for pick in choices(
         policy_of(history, exploit=1, explore=0, fix=0, islands=1, exploit_focus=0), 2000)]
     assert all(0.09 < uniform.count(i) / 2000 < 0.16 for i in range(1, 9))
