@@ -35,13 +35,17 @@ class PolicyConfig(BaseModel):
     )
     exploit: float = Field(0.6, ge=0, description="weight of drawing the parent from the island's elites")
     exploit_focus: float = Field(
-        0.5, ge=0, lt=1, description="an exploit draw weighs the i-th best elite by (1 - exploit_focus)**i; 0: uniform"
+        0.8, ge=0, lt=1, description="an exploit draw weighs the i-th best elite by (1 - exploit_focus)**i; 0: uniform"
     )
     pooled_until: int = Field(
         8, ge=0, description="an island holding fewer programs than this also draws exploit parents from the "
         "run's elites; 0: never",
     )
     explore: float = Field(0.3, ge=0, description="weight of drawing it from the diversity grid or uniformly")
+    explore_ramp: int = Field(
+        32, ge=0, description="the explore weight grows in proportion to the run's programs up to this many, "
+        "then stays at `explore`; 0: full from the first draw",
+    )
     fix: float = Field(0.1, ge=0, description="weight of drawing a recent failure to repair")
     explore_uniform: float = Field(
         0.25,
@@ -224,7 +228,7 @@ class Policy:
         members = self.island_members(island) or self.candidates
         weights = {
             Mode.exploit: self.config.exploit,
-            Mode.explore: self.config.explore,
+            Mode.explore: self._explore_weight(),
             Mode.fix: self.config.fix,
         }
         mode = rng.choices(list(weights), weights=list(weights.values()))[0]
@@ -239,6 +243,11 @@ class Policy:
         else:
             parent = rng.choice(list(self.cells().values()))
         return Selection(mode, parent, self._inspirations(rng, members, parent), island)
+
+    def _explore_weight(self) -> float:
+        # a run of a few programs has no niches yet: its "diverse" cells are just its worse programs
+        ramp = self.config.explore_ramp
+        return self.config.explore * (min(1.0, self._observed / ramp) if ramp else 1.0)
 
     def _exploit(self, rng: random.Random, members: list[Candidate]) -> Candidate:
         # a young island's few programs are no elite: until it fills up, it draws from the whole run's elites

@@ -63,9 +63,11 @@ from kernelsmith.tasks import Task, load_suite, load_task, shipped_suite  # noqa
 # a row norm) and two level-2 fusions (a matmul with an epilogue, a matmul followed by a row softmax)
 DEFAULT_TASKS = ("level1/13_Softmax,level1/15_LayerNorm,level1/9_SumReduction,level1/19_SquareMatmul,"
                  "level1/17_L2Normalize,level2/1_Linear_ReLU,level2/4_Linear_Softmax")
-# "policy" is PolicyConfig's defaults; "policy-uniform" is the policy as it was before rank-weighted exploit
-# draws and pooled young islands (docs/search-efficiency.md says why they came)
-DEFAULT_STRATEGIES = 'policy;policy-uniform={"exploit_focus": 0, "pooled_until": 0};random;hill'
+# "policy" is PolicyConfig's defaults; "policy-early-explore" the defaults before the explore ramp and the
+# sharper exploit focus; "policy-uniform" the policy before rank-weighted exploit draws and pooled young
+# islands (docs/search-efficiency.md says why each came)
+DEFAULT_STRATEGIES = ('policy;policy-early-explore={"exploit_focus": 0.5, "explore_ramp": 0};'
+                      'policy-uniform={"exploit_focus": 0, "pooled_until": 0, "explore_ramp": 0};random;hill')
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -148,7 +148,7 @@ def test_sampling_follows_the_configured_mix(exploit, explore, fix, seed):
         )
         for i in range(11, 15)
     ]
-    policy = policy_of(history, seed, islands=1, exploit=exploit, explore=explore, fix=fix)
+    policy = policy_of(history, seed, islands=1, exploit=exploit, explore=explore, fix=fix, explore_ramp=0)
     draws = 3000
     picks = [pick[0] for pick in choices(policy, draws)]
     total = exploit + explore + fix
@@ -334,9 +334,12 @@ def ok_on(program_id: int, island: int, speedup: float) -> Candidate:
 def test_exploit_draws_favour_the_best_elite_as_configured():
     # eight elites, best first: with exploit_focus 0.5 each is drawn half as often as the one above it
     history = [ok_on(i, 0, float(10 - i)) for i in range(1, 9)]
-    focused = [pick[2] for pick in choices(policy_of(history, exploit=1, explore=0, fix=0, islands=1), 2000)]
+    focused = [pick[2] for pick in choices(
+        policy_of(history, exploit=1, explore=0, fix=0, islands=1, exploit_focus=0.5), 2000)]
     assert 0.45 < focused.count(1) / 2000 < 0.56 and 0.2 < focused.count(2) / 2000 < 0.3
     assert set(focused) == set(range(1, 9))  # the others are still drawn
+    default = [pick[2] for pick in choices(policy_of(history, exploit=1, explore=0, fix=0, islands=1), 2000)]
+    assert 0.75 < default.count(1) / 2000 < 0.85  # the default focus, 0.8: the best four times in five
     uniform = [pick[2] for pick in choices(
         policy_of(history, exploit=1, explore=0, fix=0, islands=1, exploit_focus=0), 2000)]
     assert all(0.09 < uniform.count(i) / 2000 < 0.16 for i in range(1, 9))
@@ -354,3 +357,19 @@ def test_a_young_island_draws_exploit_parents_from_the_whole_run_until_it_fills_
     grown = history + [ok_on(3, 1, 0.6), ok_on(4, 1, 0.7)]
     picks = choices(policy_of(grown, exploit=1, explore=0, fix=0, islands=2, pooled_until=3), 200, island=1)
     assert {pick[2] for pick in picks} == {2, 3, 4}
+
+
+def test_the_explore_weight_grows_with_the_run_until_explore_ramp():
+    # exploit and explore weigh the same; with explore_ramp 20, a run of 5 programs explores at a quarter
+    # of the weight (1 : 0.25, a fifth of the draws), one of 20 or more at the full weight (half the draws)
+    def explored(programs: int, ramp: int) -> float:
+        history = [ok_on(i, 0, float(i)) for i in range(1, programs + 1)]
+        policy = policy_of(history, exploit=1, explore=1, fix=0, islands=1, explore_ramp=ramp)
+        return [pick[0] for pick in choices(policy, 2000)].count(Mode.explore) / 2000
+
+    assert 0.16 < explored(5, 20) < 0.24
+    assert 0.45 < explored(20, 20) < 0.55 and 0.45 < explored(40, 20) < 0.55
+    assert 0.45 < explored(5, 0) < 0.55  # 0: no ramp
+    # explore alone still draws from the first program on
+    alone = policy_of([ok_on(1, 0, 1.0)], exploit=0, explore=1, fix=0, islands=1, explore_ramp=20)
+    assert {pick[0] for pick in choices(alone, 20)} == {Mode.explore}

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "search_efficiency.py"
-STRATEGIES = 'policy;policy-uniform={"exploit_focus": 0, "pooled_until": 0};random;hill'
+STRATEGIES = 'policy;policy-uniform={"exploit_focus": 0, "pooled_until": 0, "explore_ramp": 0};random;hill'
 
 
 def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
