@@ -74,6 +74,8 @@ def launch_points() -> list[tuple[type, str]]:
 
 
 _NO_STREAM = object()
+# the functions of torch._C that make another stream current
+STREAM_SETTERS = ("_cuda_setStream", "_accelerator_setStream")
 
 
 class LaunchCounter:
@@ -108,26 +110,32 @@ class LaunchCounter:
 
         self.watch_stream_switches(torch._C)
 
-    def watch_stream_switches(self, module: Any, name: str = "_cuda_setStream") -> None:
+    def watch_stream_switches(self, module: Any, names: tuple[str, ...] = STREAM_SETTERS) -> None:
         """Also count switches of the current stream away from the timed one while timing.
 
-        Torch operations always run on the current stream, and Python reaches another one only
-        through this function (`torch.cuda.set_stream`, `with torch.cuda.stream(s)`): work a
-        timed call moved there could run under the spin, before the start event. Switching back
-        is what a `with` block's exit does, and is not counted.
+        Torch operations always run on the current stream; Python code makes another one current
+        through these functions of torch._C (`torch.cuda.set_stream`, `with torch.cuda.stream(s)`,
+        `torch.accelerator.set_stream`): work a timed call moved there could run under the spin,
+        before the start event. Switching back is what a `with` block's exit does, and is not
+        counted. A stream object's own native `__enter__` (`with torch.cuda.Stream():`) switches
+        unseen (docs/threat-model.md, Known gaps).
         """
-        original = getattr(module, name, None)
-        if original is None:  # a CPU-only build
-            return
+        for name in names:
+            original = getattr(module, name, None)
+            if original is not None:  # absent in a CPU-only build, or a torch without this door
+                self._wrap(module, name, self._watching_switch(original, name))
+
+    def _watching_switch(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
         counter = self
 
-        @functools.wraps(original)
         def set_stream(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
             counter._current_stream_is_off()
             return result
 
-        self._wrap(module, name, set_stream)
+        # no functools.wraps: its `__wrapped__` would hand candidate code the unwatched original
+        set_stream.__name__ = set_stream.__qualname__ = name
+        return set_stream
 
     def _wrap(self, cls: Any, method: str, wrapper: Callable[..., Any]) -> None:
         setattr(cls, method, wrapper)

@@ -142,6 +142,9 @@ class StandInTorchC:
     def _cuda_setStream(self, stream_id, device_index=0, device_type=1):  # noqa: N802 (torch's name)
         self.current = stream_id
 
+    def _accelerator_setStream(self, stream):  # noqa: N802 (torch's name): torch.accelerator.set_stream
+        self.current = stream
+
 
 def test_switching_away_from_the_timed_stream_while_timed_is_caught():
     # torch ops follow the current stream: a timed call that moves it could run them under the spin
@@ -154,6 +157,10 @@ def test_switching_away_from_the_timed_stream_while_timed_is_caught():
     torch_c._cuda_setStream(stream_id=SIDE)  # `with torch.cuda.stream(side):` entering
     torch_c._cuda_setStream(stream_id=TIMED)  # ... and leaving
     assert counter.off_stream == 1
+    torch_c._accelerator_setStream(SIDE)  # the other door, torch.accelerator.set_stream
+    torch_c._accelerator_setStream(TIMED)
+    assert counter.off_stream == 2
+    assert not hasattr(torch_c._cuda_setStream, "__wrapped__")  # no way back to the unwatched original
     counter.watch_stream(None)  # outside the timed calls, streams are the candidate's business
     torch_c._cuda_setStream(stream_id=SIDE)
     assert counter.off_stream == 0
