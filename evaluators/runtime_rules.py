@@ -140,7 +140,8 @@ def compare_timed_outputs(
 
     The worker reports the seed it made each repetition's inputs from; the reference output for it
     is computed again here. Each comparison joins `trials` (phase "timed"); a wrong output ends the
-    evaluation as incorrect: forward behaved differently when timed than when checked.
+    evaluation as incorrect: forward behaved differently when timed than when checked. `chosen` is
+    counted within the stretch of timed repetitions that begins at repetition `first`.
     """
     stage = Stage.timing
     expected_groups = {f"repetition_{i}" for i in chosen}
