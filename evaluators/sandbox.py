@@ -108,15 +108,7 @@ class WorkerHandle:
     def log_tail(self) -> str:
         parts = []
         for name in ("stdout.log", "stderr.log"):
-            path = self.workdir / name
-            try:
-                with open(path, "rb") as f:
-                    f.seek(0, os.SEEK_END)
-                    size = f.tell()
-                    f.seek(max(0, size - LOG_TAIL_BYTES))
-                    text = f.read().decode("utf-8", "replace")
-            except OSError:
-                continue
+            text = _tail(self.workdir / name)
             if text.strip():
                 parts.append(f"--- {name} ---\n{text.rstrip()}")
         return "\n".join(parts)
@@ -325,14 +317,19 @@ def _end(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _last_output(log: Path) -> str:
+def _tail(log: Path) -> str:
+    """The last LOG_TAIL_BYTES of a worker's log ('' when there is none)."""
     try:
         with open(log, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - LOG_TAIL_BYTES))
-            tail = f.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def _last_output(log: Path) -> str:
+    tail = _tail(log).strip().splitlines()[-3:]
     return ("; last output: " + " | ".join(tail)) if tail else ""
 
 
