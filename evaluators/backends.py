@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -16,11 +17,27 @@ from pathlib import Path
 from typing import Any
 
 from evaluators import metax
+from evaluators.compat import CAPABILITY_VARIABLE
 from evaluators.protocol import Backend, Environment
 
 
 class BackendUnavailable(Exception):
     """The requested backend cannot run on this host."""
+
+
+@functools.cache
+def compute_capability(device_index: int) -> int | None:
+    """An NVIDIA GPU's compute capability as Triton writes it (9.0 -> 90), asked of the driver by
+    this (trusted) process; None without one."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available() or device_index >= torch.cuda.device_count():
+            return None
+        major, minor = torch.cuda.get_device_capability(device_index)
+    except Exception:
+        return None
+    return major * 10 + minor
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,11 @@ class BackendSpec:
             # second process on a GPU unless MPS mode is on, and the judge already holds this one
             return {"MACA_VISIBLE_DEVICES": index, "CUDA_VISIBLE_DEVICES": index,
                     "MACA_MPS_MODE": "1", "TRITON_INTERPRET": "0"}
-        return {"CUDA_VISIBLE_DEVICES": visible_device(self.device_index or 0), "TRITON_INTERPRET": "0"}
+        env = {"CUDA_VISIBLE_DEVICES": visible_device(self.device_index or 0), "TRITON_INTERPRET": "0"}
+        capability = compute_capability(self.device_index or 0)
+        if capability is not None:  # the worker compiles for it at start-up, before it may touch the GPU
+            env[CAPABILITY_VARIABLE] = str(capability)
+        return env
 
     def container_env(self) -> dict[str, str]:
         """worker_env for a worker inside a container given this backend's docker flags.

@@ -6,6 +6,7 @@ launches, the active compile target, and `do_bench`'s arguments.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -254,6 +255,47 @@ def do_bench(fn: Callable[[], Any], warmup_ms: int = 25, rep_ms: int = 100) -> f
     kwargs = do_bench_arguments(inspect.signature(triton_do_bench).parameters, warmup_ms, rep_ms)
     result = triton_do_bench(fn, **kwargs)
     return float(result[0] if isinstance(result, (list, tuple)) else result)
+
+
+# the compute capability of a worker's NVIDIA GPU, set by the judge (see warm_compiler)
+CAPABILITY_VARIABLE = "KERNELSMITH_GPU_CAPABILITY"
+
+
+def warm_compiler(capability: int) -> bool:
+    """Compile a small kernel with `tl.dot` for an NVIDIA GPU of this compute capability (90: H100,
+    H200), on the CPU alone: no CUDA context, no launch.
+
+    A process's first Triton compilation also pays for what every later one reuses (the NVIDIA
+    backend's set-up, the first runs of its tools): about half a second on an H200 host with
+    Triton 3.6. A worker does it before it says `ready`, so its candidate's first compilation does
+    not. The driver's C helpers are built too (a C compiler run) where a GPU driver is installed.
+    Returns whether the kernel compiled; on any failure the candidate's first compilation simply
+    pays as before.
+    """
+    try:
+        import triton
+        from triton.backends.compiler import GPUTarget
+
+        from evaluators.warmup_kernel import warmup_kernel
+    except Exception:
+        return False
+    with contextlib.suppress(Exception):  # no libcuda here: the first launch builds them, as before
+        from triton.backends.nvidia.driver import CudaUtils
+
+        CudaUtils()
+    target = GPUTarget("cuda", int(capability), 32)
+    try:  # Triton 3.3 on: named signature, constexprs in it
+        source = triton.compiler.ASTSource(
+            fn=warmup_kernel, signature={"x_ptr": "*fp32", "y_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+            constexprs={"BLOCK": 16})
+    except TypeError:  # Triton 3.0: positional signature, constants apart
+        source = triton.compiler.ASTSource(fn=warmup_kernel, signature={0: "*fp32", 1: "*fp32", 2: "i32"},
+                                           constants={3: 16})
+    try:
+        triton.compile(source, target=target)
+    except Exception:
+        return False
+    return True
 
 
 def exact_float32() -> None:

@@ -41,6 +41,8 @@ class Worker:
         gpu = not self.interpret and torch.cuda.is_available()  # asks the driver; creates no context
         self.device = torch.device("cuda", 0) if gpu else torch.device("cpu")
         self.clock: Clock | None = None  # on a GPU: set up by the first command (start_device)
+        if gpu:
+            _warm_compiler()
         self.sync_latency_ms = 0.0
         from evaluators.loading import seed_all
 
@@ -360,6 +362,16 @@ def limit_own_cpu(cpu_s: Any) -> None:
     hard = allowed + 5 if hard == resource.RLIM_INFINITY else min(hard, allowed + 5)
     soft = allowed if soft == resource.RLIM_INFINITY else min(soft, allowed, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _warm_compiler() -> None:
+    """Triton's first compilation in this process, for the capability the judge named: CPU work only,
+    before `ready`, so that none of it waits inside the evaluation of the candidate."""
+    from evaluators.compat import CAPABILITY_VARIABLE, warm_compiler
+
+    capability = os.environ.get(CAPABILITY_VARIABLE, "")
+    if capability.isdigit():
+        warm_compiler(int(capability))
 
 
 def _start_triton_driver() -> None:

@@ -12,7 +12,7 @@ import inspect
 import pytest
 
 from evaluators import compat
-from evaluators.compat import LaunchCounter
+from evaluators.compat import LaunchCounter, warm_compiler
 
 TIMED, SIDE = 7, 8
 
@@ -167,3 +167,12 @@ def test_switching_away_from_the_timed_stream_while_timed_is_caught():
     assert counter.intact()
     torch_c._cuda_setStream = lambda stream_id, **_: None  # unwrapped again by the candidate
     assert not counter.intact()
+
+
+def test_a_worker_compiles_a_first_kernel_for_its_gpu_without_one(tmp_path, monkeypatch):
+    # start-up on the CPU alone: the candidate's first compilation must not pay the backend's set-up
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    assert warm_compiler(90)
+    built = {path.suffix for path in tmp_path.rglob("warmup_kernel.*")}
+    assert {".ptx", ".cubin"} <= built  # compiled all the way to the H100/H200 binary
+    assert not warm_compiler(1)  # no such GPU: nothing compiled, nothing raised
