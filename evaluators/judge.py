@@ -161,10 +161,10 @@ class _Evaluation:
         copies = max(4, self.request.timing.compared_repetitions)
         self.worker.channel.max_blob_bytes = copies * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
         self.max_elements = 4 * reference.output_elements + (1 << 20) + reference.input_bytes
-        self._receive("ready")
+        if not self.worker.set_up:  # else the warm pool read it when it had the GPU set up
+            self._receive("ready")
         self._mark("worker_start")
         cuda_ipc = self._cuda_ipc_usable()
-        # the worker sets up its GPU on its first command: the host's synchronize latency comes with `loaded`
         sync_latency_ms = self._load(reference, cuda_ipc)
         self._mark("load")
         self.stage = Stage.correctness
@@ -219,7 +219,9 @@ class _Evaluation:
              "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,
              "cuda_ipc": cuda_ipc, "cpu_s": self.limits.cpu_s}
         )
+        # the worker sets up its GPU now unless the warm pool had it done; the host's synchronize latency
         latency = self._receive("device").header.get("sync_latency_ms")
+        self._mark("device")
         self._receive("loaded")
         self._check_cpu_limit()
         # a sane synchronize takes microseconds; a larger figure would only widen the side-stream slack

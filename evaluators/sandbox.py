@@ -71,6 +71,8 @@ class WorkerHandle:
     privileges_dropped: bool
     sandbox: str = "process"
     killed_for: str | None = None
+    # its GPU was set up ahead by the warm pool, which read its `ready` (the judge then reads none)
+    set_up: bool = False
     _watchdog: threading.Thread | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 

@@ -1,7 +1,9 @@
-"""A warm pool of pre-started sandboxed workers (torch and Triton imported, device initialised).
+"""A warm pool of pre-started sandboxed workers (torch and Triton imported, GPU set up).
 
 Each worker still evaluates exactly one candidate and exits: the pool only moves start-up out
-of the candidate's path. Judges use it through `Judge(workers=pool)`.
+of the candidate's path. A worker starts on the CPU alone (imports, a first Triton compilation);
+the pool then has it set up its GPU (context, clock) at a moment nothing is timed on that device.
+Judges use it through `Judge(workers=pool)`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle, WorkerStart
 # lowers the limit to what the candidate's request allows, counted from the moment it is handed out.
 WARM_LIMITS = Limits(wall_s=3600.0, cpu_s=3600 * 4 + 60)
 MAX_BACKOFF_S = 30.0
-READY_TIMEOUT_S = 180.0  # from connecting to `ready`: torch import, CUDA context, clock calibration
+READY_TIMEOUT_S = 180.0  # from connecting to `ready`: torch import, a first Triton compilation
+SETUP_TIMEOUT_S = 120.0  # from `setup` to `ready` again: a CUDA context, the clock, Triton's driver
 
 
 @dataclass
@@ -31,7 +34,8 @@ class WarmStats:
     hits: int = 0  # candidates that got a pre-started worker
     misses: int = 0  # candidates that had to start one cold
     discarded: int = 0  # pre-started workers found dead, or unusable for a request's limits
-    start_failures: int = 0
+    set_up: int = 0  # workers whose GPU was set up ahead, between timed candidates
+    start_failures: int = 0  # start-ups and GPU set-ups that failed
     last_error: str | None = None
 
 
@@ -42,6 +46,7 @@ class _Shelf:
     target: int = 0
     ready: deque[WorkerHandle] = field(default_factory=deque)
     starting: int = 0
+    setting_up: list[WorkerHandle] = field(default_factory=list)  # off `ready` while they set up their GPU
     failures: int = 0  # consecutive start failures, for back-off
     retry_at: float = 0.0
 
@@ -68,10 +73,10 @@ class WarmPool:
         while self._fits(limits):
             with self._lock:
                 shelf = self._shelf(spec)
-                # a worker already starting is never later than a cold start begun now
-                while not shelf.ready and shelf.starting and not self._closed:
+                # a worker already starting (or setting up) is never later than a cold start begun now
+                while not shelf.ready and (shelf.starting or shelf.setting_up) and not self._closed:
                     self._lock.wait(0.5)
-                handle = shelf.ready.popleft() if shelf.ready else None
+                handle = _take(shelf.ready)
                 self._fill(spec, shelf)
             if handle is None:
                 break
@@ -91,15 +96,19 @@ class WarmPool:
 
     @contextmanager
     def quiet(self, spec: BackendSpec) -> Iterator[None]:
-        """No worker starts on this device inside: for timing on it.
+        """No worker sets up its GPU on this device inside: for timing on it.
 
-        A worker starting ahead of need only imports (it sets up the GPU on its first command,
-        inside the evaluation that uses it), but its start still costs the host a core for a few
-        seconds: none begins while a candidate is timed here. The shelves are refilled afterwards.
+        Entering waits for GPU set-ups already under way there (a CUDA context and a clock
+        calibration: well under a second). Start-ups go on: they work on the CPU alone (imports,
+        a first compilation), and a GPU host has cores to spare beside the one timing. Workers
+        that became ready meanwhile are set up afterwards.
         """
         device = spec.torch_device
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
         with self._lock:
             self._quiet[device] += 1
+            while self._setting_up_on(device) and time.monotonic() < deadline:
+                self._lock.wait(0.05)
         try:
             yield
         finally:
@@ -111,6 +120,9 @@ class WarmPool:
 
     def _starting_on(self, device: str) -> int:
         return sum(shelf.starting for spec, shelf in self._shelves.items() if spec.torch_device == device)
+
+    def _setting_up_on(self, device: str) -> int:
+        return sum(len(shelf.setting_up) for spec, shelf in self._shelves.items() if spec.torch_device == device)
 
     # -- keeping shelves full -------------------------------------------------------------
 
@@ -127,10 +139,10 @@ class WarmPool:
             return sum(h.alive() for h in shelf.ready) if shelf else 0
 
     def wait_ready(self, spec: BackendSpec, count: int, timeout_s: float) -> bool:
-        """Block until `count` workers are ready (for benchmarks and tests); False on timeout."""
+        """Block until `count` workers are ready, their GPU set up (for benchmarks and tests); False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while len(self._shelf(spec).ready) < count:
+            while sum(h.set_up for h in self._shelf(spec).ready) < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return False
@@ -141,11 +153,15 @@ class WarmPool:
         with self._lock:
             self._closed = True
             handles = [h for shelf in self._shelves.values() for h in shelf.ready]
+            # those setting up are closed by their set-up thread once their channel fails
+            setting_up = [h for shelf in self._shelves.values() for h in shelf.setting_up]
             for shelf in self._shelves.values():
                 shelf.ready.clear()
             self._lock.notify_all()
         for handle in handles:
             handle.close()
+        for handle in setting_up:
+            handle.channel.close()
 
     def _shelf(self, spec: BackendSpec) -> _Shelf:
         if spec not in self._shelves:
@@ -153,8 +169,9 @@ class WarmPool:
         return self._shelves[spec]
 
     def _fill(self, spec: BackendSpec, shelf: _Shelf) -> None:
-        """Start workers until the shelf will hold its target (called with the lock held)."""
-        if self._closed or self._quiet[spec.torch_device]:
+        """Start workers until the shelf will hold its target, and set up the GPU of those
+        waiting without (called with the lock held)."""
+        if self._closed:
             return
         # workers that died while waiting are dropped here, so they are replaced, not counted
         dead = [h for h in shelf.ready if not h.alive()]
@@ -162,9 +179,17 @@ class WarmPool:
             shelf.ready.remove(handle)
             self.stats.discarded += 1
             threading.Thread(target=handle.close, daemon=True).start()
+        waiting = [] if self._quiet[spec.torch_device] else [h for h in shelf.ready if not h.set_up]
+        for handle in waiting:  # (on the CPU, a round trip that does nothing)
+            shelf.ready.remove(handle)
+            shelf.setting_up.append(handle)
+            threading.Thread(target=self._set_up, args=(spec, handle), daemon=True,
+                             name=f"setup-{spec.torch_device}").start()
         now = time.monotonic()
         most = shelf.target if self.max_starting is None else self.max_starting
-        while len(shelf.ready) + shelf.starting < shelf.target and shelf.starting < most and now >= shelf.retry_at:
+        kept = len(shelf.ready) + len(shelf.setting_up) + shelf.starting
+        while kept < shelf.target and shelf.starting < most and now >= shelf.retry_at:
+            kept += 1
             shelf.starting += 1
             threading.Thread(target=self._start_one, args=(spec,), daemon=True,
                              name=f"warm-{spec.torch_device}").start()
@@ -174,8 +199,8 @@ class WarmPool:
         error: str | None = None
         try:
             handle = self.sandbox.start(spec, self.limits)
-            # connected is not started: the worker imports torch, creates its CUDA context and
-            # calibrates its clock on the GPU before it says `ready`, and a quiet device must wait for that
+            # connected is not started: the worker imports torch and compiles a first Triton kernel
+            # before it says `ready`; its GPU is set up afterwards (_set_up), while the device is not timed
             if not handle.channel.readable(READY_TIMEOUT_S) or not handle.alive():
                 summary = handle.exit_summary() if not handle.alive() else f"no `ready` within {READY_TIMEOUT_S:g} s"
                 handle.close()
@@ -192,18 +217,53 @@ class WarmPool:
                 self.stats.started += 1
                 handle = None
             elif error is not None:
-                # a host that cannot start workers must not be hammered: back off, then try again
-                shelf.failures += 1
-                shelf.retry_at = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** shelf.failures)
-                self.stats.start_failures += 1
-                self.stats.last_error = error
-                timer = threading.Timer(shelf.retry_at - time.monotonic() + 0.01, self._refill, args=(spec,))
-                timer.daemon = True
-                timer.start()
+                self._failed(spec, shelf, error)
             self._fill(spec, shelf)
             self._lock.notify_all()
         if handle is not None:  # the pool closed while it started
             handle.close()
+
+    def _set_up(self, spec: BackendSpec, handle: WorkerHandle) -> None:
+        """Have a started worker set up its GPU now (the device is not being timed): it answers
+        with a second `ready`, read here, so the judge reads none."""
+        error: str | None = None
+        try:
+            first = handle.channel.recv(timeout=5.0)  # its start-up `ready`: the pool saw it arrive
+            if first.type != "ready":
+                raise WorkerStartError(f"a pre-started worker said {first.type!r} before its set-up")
+            handle.channel.send({"type": "setup", "nonce": "setup"})
+            answer = handle.channel.recv(timeout=SETUP_TIMEOUT_S)
+            if answer.type != "ready" or not answer.header.get("set_up"):
+                detail = answer.header.get("message", answer.type)
+                raise WorkerStartError(f"a pre-started worker could not set up its GPU: {detail}")
+            handle.set_up = True
+        except Exception as failure:  # a dead worker, a timeout, a failed CUDA set-up
+            error = str(failure) or type(failure).__name__
+        with self._lock:
+            shelf = self._shelf(spec)
+            shelf.setting_up.remove(handle)
+            if error is None and not self._closed:
+                shelf.ready.appendleft(handle)  # handed out before those not yet set up
+                shelf.failures = 0
+                self.stats.set_up += 1
+                handle = None
+            elif error is not None:
+                self._failed(spec, shelf, error)
+            self._fill(spec, shelf)
+            self._lock.notify_all()
+        if handle is not None:
+            handle.close()
+
+    def _failed(self, spec: BackendSpec, shelf: _Shelf, error: str) -> None:
+        """A start-up or set-up failed: a host that cannot start workers must not be hammered, so
+        back off, then try again (called with the lock held)."""
+        shelf.failures += 1
+        shelf.retry_at = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** shelf.failures)
+        self.stats.start_failures += 1
+        self.stats.last_error = error
+        timer = threading.Timer(shelf.retry_at - time.monotonic() + 0.01, self._refill, args=(spec,))
+        timer.daemon = True
+        timer.start()
 
     def _refill(self, spec: BackendSpec) -> None:
         with self._lock:
@@ -230,6 +290,15 @@ class WarmPool:
         except (OSError, ValueError):
             return False
         return True
+
+
+def _take(ready: deque[WorkerHandle]) -> WorkerHandle | None:
+    """The first worker whose GPU is set up, else the first one."""
+    for handle in ready:
+        if handle.set_up:
+            ready.remove(handle)
+            return handle
+    return ready.popleft() if ready else None
 
 
 def cpu_seconds(pid: int) -> float:

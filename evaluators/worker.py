@@ -68,14 +68,9 @@ class Worker:
     # -- commands ------------------------------------------------------------------------
 
     def serve(self) -> None:
-        self.channel.send(
-            {
-                "type": "ready",
-                "pid": os.getpid(),
-                "device": str(self.device),
-            }
-        )
+        self.channel.send({"type": "ready", "pid": os.getpid(), "device": str(self.device)})
         handlers = {
+            "setup": self.setup,
             "probe_ipc": self.probe_ipc,
             "load": self.load,
             "run": self.run,
@@ -102,21 +97,36 @@ class Worker:
         self.channel.send(dict(header, nonce=self.nonce))
 
     def start_device(self) -> None:
-        """The CUDA context, the timing clock and Triton's driver, on the first command that needs them.
+        """The CUDA context, the timing clock and Triton's driver: on the warm pool's `setup`, or on
+        the first command that needs them.
 
-        Not at start-up: a worker started ahead of need (the warm pool) then works on the CPU only
-        (imports) and does not time-slice the GPU with a candidate being timed there. Harness code,
-        before any candidate code: the guards do not count it, and the primitives are still pristine.
+        Not at start-up: a worker started ahead of need works on the CPU only (imports, a first
+        compilation) and does not share the GPU with a candidate being timed there; the pool sends
+        `setup` only while nothing is timed on the device. Harness code, before any candidate code:
+        the guards do not count it, and the primitives are still pristine.
         """
         if self.device.type != "cuda" or self.clock is not None:
             return
-        from evaluators.timing import Clock, calibrate_sync_latency
+        from evaluators.timing import Clock
 
         self.torch.cuda.set_device(self.device)
         self.torch.cuda.init()
         self.clock = Clock.capture(self.device)
-        self.sync_latency_ms = calibrate_sync_latency(self.clock)
         _start_triton_driver()
+
+    def setup(self, command: dict[str, Any]) -> None:
+        """The warm pool's command: the GPU set up ahead of the candidate, then `ready` again."""
+        self.start_device()
+        self.send({"type": "ready", "pid": os.getpid(), "device": str(self.device), "set_up": True})
+
+    def calibrate(self) -> None:
+        """The clock's figures for this evaluation, taken now rather than when the GPU was set up:
+        a spare worker sets up while another candidate may be running on the same GPU."""
+        from evaluators.timing import calibrate_sync_latency
+
+        if self.clock is not None:
+            self.clock.calibrate_spin()
+            self.sync_latency_ms = calibrate_sync_latency(self.clock)
 
     def probe_ipc(self, command: dict[str, Any]) -> None:
         """Send a small tensor by CUDA IPC: the judge learns whether handles open across this sandbox."""
@@ -131,6 +141,7 @@ class Worker:
 
         limit_own_cpu(command.get("cpu_s"))  # first: no code of the task or the candidate has run yet
         self.start_device()
+        self.calibrate()
         # said now, before the candidate's import: no code of its own has had a chance to change it
         self.send({"type": "device", "sync_latency_ms": self.sync_latency_ms})
         self.cuda_ipc = bool(command.get("cuda_ipc")) and self.device.type == "cuda"

@@ -28,6 +28,8 @@ def test_correct_kernels_are_ok(interpret_judge, reference, candidate):
     # the interpreter checks correctness only: no timing, never a speedup
     assert result.timing is None and result.speedup is None
     assert "not timed" in result.message
+    # where the time went, phase by phase, in order
+    assert list(result.phase_s) == ["static_check", "reference", "worker_start", "device", "load", "correctness", "recheck"]
 
 
 @pytest.mark.parametrize(

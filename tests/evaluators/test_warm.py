@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from evaluators.backends import resolve
+from evaluators.channel import Channel
 from evaluators.judge import Judge
 from evaluators.protocol import Backend, Status
-from evaluators.sandbox import Limits, ProcessSandbox
+from evaluators.sandbox import Limits, ProcessSandbox, WorkerHandle
 from evaluators.warm import WARM_LIMITS, WarmPool, cpu_hard_limit, cpu_seconds
 from tests.evaluators.servers import RELU_CANDIDATE, RELU_REFERENCE, relu_request
 
@@ -59,7 +65,8 @@ def test_a_judge_gets_a_started_worker_held_to_the_request_limits(pool, spec, re
         assert handle is ready
         # start-up is not charged to the candidate, and it gets no more CPU than its request allows
         assert cpu_limit(handle.pid) == int(cpu_seconds(handle.pid)) + 1 + 100
-        assert handle.channel.recv(timeout=5).type == "ready"  # it connected long before it was needed
+        # started and set up long before it was needed: the pool read its `ready`, nothing waits unread
+        assert handle.set_up and not handle.channel.readable(0.2)
     finally:
         handle.close()
     assert (pool.stats.hits, pool.stats.misses) == (1, 0)
@@ -79,8 +86,7 @@ def test_a_worker_that_died_while_waiting_is_replaced(pool, spec, ready):
     ready.process.wait(timeout=10)
     handle = pool.acquire(spec, Limits())
     try:
-        assert handle.pid != ready.pid and handle.alive()
-        assert handle.channel.recv(timeout=30).type == "ready"
+        assert handle.pid != ready.pid and handle.alive() and handle.set_up
         assert (pool.stats.discarded, pool.stats.hits, pool.stats.misses) == (1, 1, 0)  # its replacement
     finally:
         handle.close()
@@ -138,33 +144,116 @@ def test_a_worker_whose_limits_the_pool_could_not_lower_still_passes_under_the_r
     assert seen and seen[0] is not None and seen[0] <= int(request.time_limit_s * 4) + 60 + 1 + 5 + 60
 
 
-def test_no_worker_starts_on_a_device_while_it_is_being_timed(spec):
+def test_a_worker_handed_out_while_its_device_is_timed_is_replaced_at_once(spec):
     pool = WarmPool(size=1)
     try:
         pool.prepare(spec)
         assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error
         with pool.quiet(spec):
-            handle = pool.acquire(spec, Limits())  # the hand-out empties the shelf: its refill waits outside
+            handle = pool.acquire(spec, Limits())
             handle.close()
-            assert pool._starting_on(spec.torch_device) == 0 and pool.ready(spec) == 0
-        assert pool._starting_on(spec.torch_device) == 1
-        assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error  # refilled afterwards
-        assert pool.stats.hits == 1
+            # its replacement starts (imports: the CPU only) but sets up no GPU before the timing ends
+            assert pool._starting_on(spec.torch_device) == 1
+            deadline = time.monotonic() + 60
+            while pool.ready(spec) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pool.ready(spec) == 1 and not pool._shelves[spec].ready[0].set_up
+        assert pool.wait_ready(spec, 1, timeout_s=30), pool.stats.last_error  # set up afterwards
+        assert pool.stats.hits == 1 and pool.stats.set_up == 2
     finally:
         pool.close()
 
 
-def test_a_worker_is_handed_out_only_once_it_has_said_ready(spec):
+def test_a_worker_is_handed_out_only_once_it_has_started_and_set_up(spec):
     # torch imported, device and clock set up: nothing of its start-up may overlap a timed candidate
     pool = WarmPool(size=1)
     try:
         pool.prepare(spec)
-        assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error
-        handle = pool.acquire(spec, Limits())
+        handle = pool.acquire(spec, Limits())  # asked for at once: it waits for the one starting
         try:
-            assert handle.channel.readable(0.0)
-            assert handle.channel.recv(timeout=1.0).type == "ready"
+            assert handle.set_up and pool.stats.hits == 1
+            assert not handle.channel.readable(0.2)  # both its `ready`s were read by the pool
         finally:
             handle.close()
+    finally:
+        pool.close()
+
+
+@dataclass(kw_only=True)
+class SlowWorker(WorkerHandle):
+    """A worker played by the test over a real socket pair: it answers `setup` when told to."""
+
+    peer: Channel
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def alive(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class SlowSandbox:
+    name = "process"
+
+    def __init__(self) -> None:
+        self.workers: list[SlowWorker] = []
+
+    def start(self, spec, limits):
+        ours, theirs = socket.socketpair()
+        worker = SlowWorker(channel=Channel(ours), peer=Channel(theirs), workdir=Path("/nonexistent"),
+                            network_isolated=True, privileges_dropped=False)
+        worker.peer.send({"type": "ready"})
+        self.workers.append(worker)
+        return worker
+
+
+def asked_to_set_up(pool: WarmPool, sandbox: SlowSandbox, spec) -> SlowWorker:
+    """The pool's first worker, once the pool has asked it to set up its GPU."""
+    pool.prepare(spec)
+    deadline = time.monotonic() + 10
+    while not sandbox.workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker = sandbox.workers[0]
+    assert worker.peer.recv(timeout=10).type == "setup"
+    return worker
+
+
+def test_timing_waits_for_a_gpu_set_up_under_way_on_its_device(spec):
+    sandbox = SlowSandbox()
+    pool = WarmPool(sandbox=sandbox, size=1)
+    try:
+        worker = asked_to_set_up(pool, sandbox, spec)
+        entered = threading.Event()
+
+        def time_on_device() -> None:
+            with pool.quiet(spec):
+                entered.set()
+
+        timing = threading.Thread(target=time_on_device)
+        timing.start()
+        assert not entered.wait(0.5)  # a candidate's timing does not begin beside a CUDA context being made
+        worker.peer.send({"type": "ready", "set_up": True})
+        assert entered.wait(5)
+        timing.join()
+        assert pool.wait_ready(spec, 1, timeout_s=5) and pool.stats.set_up == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_cannot_set_up_its_gpu_is_never_handed_out(spec):
+    sandbox = SlowSandbox()
+    pool = WarmPool(sandbox=sandbox, size=1)
+    try:
+        worker = asked_to_set_up(pool, sandbox, spec)
+        worker.peer.send({"type": "error", "status": "runtime_error", "message": "CUDA error: no device"})
+        deadline = time.monotonic() + 10
+        while pool.stats.start_failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.stats.start_failures == 1 and "CUDA error: no device" in pool.stats.last_error
+        assert worker not in pool._shelves[spec].ready and worker.channel.sock.fileno() == -1  # closed
     finally:
         pool.close()
