@@ -43,6 +43,7 @@ class Clock:
     events: list[Any] = field(default_factory=list)
     spin: Callable[[int], Any] | None = None  # torch.cuda._sleep: a kernel that waits N cycles
     cycles_per_ms: float = 0.0
+    spin_ms: float = field(default_factory=lambda: SPIN_MS)  # before each timed call (fit_spin shortens it)
     # the stream timed work runs on (current at capture), and how to make it current again: a call
     # that leaves another stream current must not take the next repetition's spin and events with it
     stream: Any = None
@@ -99,6 +100,20 @@ class Clock:
         if self.restore_stream is not None:
             self.restore_stream()
         return self.stream if self.stream is not None else self.current_stream()
+
+    def fit_spin(self, issue_ms: list[float]) -> None:
+        """Shorten the spin to what issuing a call takes on this host, timed in the warm-up, with room:
+        three times the 90th percentile plus 50 us, between MIN_SPIN_MS and SPIN_MS.
+
+        Every repetition pays its spin (and so does the null loop beside it): 1 ms each way is a
+        fifth of the timing phase for a 10 ms kernel. A call that issues more slowly when timed
+        than in the warm-up only adds its own host time to its figures.
+        """
+        if not issue_ms:
+            return
+        ordered = sorted(issue_ms)
+        slow = ordered[min(len(ordered) - 1, (len(ordered) * 9) // 10)]
+        self.spin_ms = min(SPIN_MS, max(MIN_SPIN_MS, 3.0 * slow + 0.05))
 
     def spin_for(self, ms: float) -> None:
         if self.spin is not None and self.cycles_per_ms > 0 and ms > 0:
@@ -159,6 +174,7 @@ MAX_WARMUP_CALLS = 10_000
 # the call (Python, launch overhead), and being the same in every loop it cancels out of the
 # judge's wall-clock cross-check
 SPIN_MS = 1.0
+MIN_SPIN_MS = 0.1
 
 
 @dataclass
@@ -182,12 +198,14 @@ def timed_loop(
     fresh_inputs: bool,
     warmup_ms: float = 0.0,
     kept: Kept | None = None,
+    issue_ms: list[float] | None = None,
 ) -> tuple[list[Sample], int]:
     """Warm up (at least `warmup` calls and `warmup_ms`), then time `repetitions` calls.
 
     `next_inputs` gives a seed and the inputs made from it; with `fresh_inputs` off, the first
     ones serve every call. Returns the samples and the number of warm-up calls made: the judge's
-    wall-clock cross-check counts them.
+    wall-clock cross-check counts them. `issue_ms` collects the host time of each warm-up call up to
+    its return, before the GPU finished it (for Clock.fit_spin).
     """
     start, end_stream, end_device = clock.events
     stream = clock.timed_stream()
@@ -200,7 +218,10 @@ def timed_loop(
             seed, inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
+        issued = clock.perf_counter()
         call(inputs)
+        if issue_ms is not None:
+            issue_ms.append((clock.perf_counter() - issued) * 1000.0)
         clock.synchronize()  # host time must follow the device for the time-based warm-up
         calls += 1
     samples: list[Sample] = []
@@ -210,7 +231,7 @@ def timed_loop(
             seed, inputs = next_inputs()
         if flush is not None:
             clock.zero_(flush)
-        clock.spin_for(SPIN_MS)
+        clock.spin_for(clock.spin_ms)
         clock.record(start, stream)
         result = call(inputs)
         clock.record(end_stream, stream)

@@ -264,6 +264,8 @@ class Worker:
         self.guard.enter()
         # the null loop: the same loop, guards and inputs with nothing called, for the judge to time
         model = (lambda *inputs: None) if command.get("null") else self.model
+        warming = int(command["repetitions"]) == 0  # the warm-up phase: the loops after it use what it finds
+        issue_ms: list[float] | None = [] if warming and not command.get("null") else None
         samples, warmup_calls = timed_loop(
             self._timed_call(model),
             next_inputs,
@@ -274,13 +276,15 @@ class Worker:
             fresh,
             float(command.get("warmup_ms", 0.0)),
             kept,
+            issue_ms,
         )
         del flush
         self.guard.leave()
         off_stream = self.launches.off_stream
         self.launches.watch_stream(None)
-        if int(command["repetitions"]) == 0:  # the warm-up phase: the GPU runs at its working clock now
+        if warming:  # the GPU runs at its working clock now, and the host's time to issue a call is known
             self.clock.calibrate_spin()
+            self.clock.fit_spin(issue_ms or [])
         # the figures first, on their own: the judge's wall clock stops when they arrive
         self.send(
             {

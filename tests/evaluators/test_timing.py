@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 
-from evaluators.timing import Clock, Kept, Sample, effective_times, timed_loop, wall_clock_consistent
+from evaluators.timing import (
+    MIN_SPIN_MS,
+    SPIN_MS,
+    Clock,
+    Kept,
+    Sample,
+    effective_times,
+    timed_loop,
+    wall_clock_consistent,
+)
 
 
 def test_stream_time_is_used_when_nothing_runs_outside_the_stream():
@@ -134,3 +144,25 @@ def test_without_fresh_inputs_every_repetition_reports_the_one_seed_its_inputs_c
     timed_loop(lambda inputs: inputs[0] + 1, seeded_inputs(7), stand_in.clock, 5, 2, None, False, kept=kept)
     assert kept.seeds == {0: 7, 4: 7}
     assert [out[0].tolist() for out in kept.outputs.values()] == [[8.0] * 4, [8.0] * 4]
+
+
+def test_the_spin_before_each_timed_call_fits_the_hosts_time_to_issue_it():
+    stand_in = StandInClock()
+    spins: list[int] = []
+    stand_in.clock.spin, stand_in.clock.cycles_per_ms = spins.append, 1_000_000.0
+    issue_ms: list[float] = []
+
+    def call(inputs):  # a launch that takes the host about 2 ms to issue
+        time.sleep(0.002)
+
+    timed_loop(call, seeded_inputs(), stand_in.clock, 0, 5, None, True, issue_ms=issue_ms)
+    assert len(issue_ms) == 5 and all(1.9 <= ms < 50 for ms in issue_ms)
+    assert stand_in.clock.spin_ms == SPIN_MS  # until the warm-up's figures are in
+    stand_in.clock.fit_spin(issue_ms)
+    assert stand_in.clock.spin_ms == SPIN_MS  # a slow host keeps the full spin: it only ever caps at 1 ms
+    stand_in.clock.fit_spin([0.02] * 10)  # a launch issued in 20 us
+    assert stand_in.clock.spin_ms == pytest.approx(0.11)
+    stand_in.clock.fit_spin([0.001] * 10)
+    assert stand_in.clock.spin_ms == MIN_SPIN_MS
+    timed_loop(lambda inputs: None, seeded_inputs(), stand_in.clock, 3, 0, None, True)
+    assert spins == [int(MIN_SPIN_MS * 1_000_000)] * 3  # every timed repetition spins that long
