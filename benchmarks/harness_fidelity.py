@@ -274,7 +274,7 @@ def fidelity(repeats: int) -> list[dict]:
     return rows
 
 
-def kernelbench_sized(warm: int) -> list[dict]:
+def kernelbench_sized(warm: int, only: list[str] | None = None, again: int = 1) -> list[dict]:
     """Cold: a fresh judge and worker. Warm: reference cached and, with --warm, a worker started ahead."""
     rows = []
     cases = {
@@ -282,6 +282,8 @@ def kernelbench_sized(warm: int) -> list[dict]:
         "level2 matmul-sub-mul-relu 1024x8192x8192": (FUSED_TASK, FUSED_KERNEL),
     }
     for name, (task, kernel) in cases.items():
+        if only and not any(o in name for o in only):
+            continue
         judge = Judge.for_backend(Backend.triton_nvidia)  # a fresh judge: the first evaluation is cold
         if warm:
             from evaluators.warm import WarmPool
@@ -289,7 +291,7 @@ def kernelbench_sized(warm: int) -> list[dict]:
             judge.workers = WarmPool(size=warm)
             judge.workers.prepare(judge.spec)
             judge.workers.wait_ready(judge.spec, warm, 120)
-        for phase in ("cold", "warm"):
+        for phase in ("cold", *["warm"] * again):
             if warm and phase == "warm":
                 judge.workers.wait_ready(judge.spec, warm, 120)  # as a search's next candidate finds it
             started = time.perf_counter()
@@ -310,6 +312,8 @@ def main() -> int:
     parser.add_argument("--kernelbench", action="store_true")
     parser.add_argument("--warm", type=int, default=0, help="KernelBench-sized runs with N workers started ahead")
     parser.add_argument("--only", nargs="*", help="kernel names to run")
+    parser.add_argument("--kb-only", nargs="*", help="KernelBench-sized cases to run (level1, level2)")
+    parser.add_argument("--kb-again", type=int, default=1, help="warm KernelBench-sized evaluations after the cold one")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.only:
@@ -319,7 +323,7 @@ def main() -> int:
     device = torch.cuda.get_device_name(0)
     print(f"device: {device}; torch {torch.__version__}", flush=True)
     rows = fidelity(args.repeats) if args.repeats else []
-    kb = kernelbench_sized(args.warm) if args.kernelbench else []
+    kb = kernelbench_sized(args.warm, args.kb_only, args.kb_again) if args.kernelbench else []
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "harness_fidelity.json").write_text(json.dumps({"device": device, "fidelity": rows, "kernelbench": kb}, indent=1))
