@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -161,10 +162,11 @@ class _Evaluation:
         copies = max(4, self.request.timing.compared_repetitions)
         self.worker.channel.max_blob_bytes = copies * reference.output_bytes + 3 * reference.input_bytes + (64 << 20)
         self.max_elements = 4 * reference.output_elements + (1 << 20) + reference.input_bytes
-        if not self.worker.set_up:  # else the warm pool read it when it had the GPU set up
-            self._receive("ready")
-        self._mark("worker_start")
-        cuda_ipc = self._cuda_ipc_usable()
+        with _before_the_candidate():
+            if not self.worker.set_up:  # else the warm pool read it when it had the GPU set up
+                self._receive("ready")
+            self._mark("worker_start")
+            cuda_ipc = self._cuda_ipc_usable()
         sync_latency_ms = self._load(reference, cuda_ipc)
         self._mark("load")
         self.stage = Stage.correctness
@@ -214,13 +216,14 @@ class _Evaluation:
         if self.worker.privileges_dropped:
             for name in ("reference.py", "candidate.py"):
                 os.chown(workdir / name, 65534, 65534)
-        self._send(
-            {"type": "load", "reference_file": str(workdir / "reference.py"),
-             "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,
-             "cuda_ipc": cuda_ipc, "cpu_s": self.limits.cpu_s}
-        )
-        # the worker sets up its GPU now unless the warm pool had it done; the host's synchronize latency
-        latency = self._receive("device").header.get("sync_latency_ms")
+        with _before_the_candidate():
+            self._send(
+                {"type": "load", "reference_file": str(workdir / "reference.py"),
+                 "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,
+                 "cuda_ipc": cuda_ipc, "cpu_s": self.limits.cpu_s}
+            )
+            # the worker sets up its GPU now unless the warm pool had it done; the host's synchronize latency
+            latency = self._receive("device").header.get("sync_latency_ms")
         self._mark("device")
         self._receive("loaded")
         self._check_cpu_limit()
@@ -474,6 +477,20 @@ class _Evaluation:
         elif not self.spec.measures_time:
             text += "; not timed (the Triton interpreter checks correctness only)"
         return text
+
+
+@contextlib.contextmanager
+def _before_the_candidate() -> Iterator[None]:
+    """Until the worker says `device`, no code of the candidate or the task has run in it (it imports
+    them after): a crash, a hang or an error there is the host's (a GPU that would not set up, a
+    killed worker), an infra_error the client may retry elsewhere."""
+    try:
+        yield
+    except Verdict as verdict:
+        if verdict.status not in (Status.runtime_error, Status.timeout):
+            raise
+        raise Verdict(Status.infra_error, verdict.stage, "the worker failed before loading the candidate "
+                      f"(not the candidate's fault): {verdict.message}") from None
 
 
 STRETCHES = 5  # the timed repetitions are run in this many stretches, each beside its own null loop

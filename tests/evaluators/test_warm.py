@@ -257,3 +257,16 @@ def test_a_worker_that_cannot_set_up_its_gpu_is_never_handed_out(spec):
         assert worker not in pool._shelves[spec].ready and worker.channel.sock.fileno() == -1  # closed
     finally:
         pool.close()
+
+
+def test_a_worker_lost_before_it_loaded_the_candidate_is_not_the_candidates_fault(spec):
+    # killed after it was handed out, before it loaded anything: an infra_error a client retries elsewhere
+    handle = ProcessSandbox().start(spec, WARM_LIMITS)
+    assert handle.channel.recv(timeout=60).type == "ready"
+    handle.set_up = True  # as the pool hands it out
+    os.kill(handle.pid, signal.SIGKILL)
+    handle.process.wait(timeout=10)
+    result = Judge(spec, workers=Handed(handle)).evaluate(relu_request("lost"))
+    assert result.status == Status.infra_error, result.message
+    assert "before loading the candidate (not the candidate's fault)" in result.message
+    assert "SIGKILL" in result.message
