@@ -415,9 +415,27 @@ def _is_compile_error(error: BaseException) -> bool:
     return "CompilationError" in names or module.startswith("triton.compiler")
 
 
+def _exit_with_parent(period_s: float = 0.5) -> None:
+    """End this worker when the process that started it is gone (killed, crashed): an orphan would
+    otherwise run its candidate, and hold its GPU memory, until its own limits stopped it. An idle
+    worker sees its channel close; a busy one is caught here, by being handed to another parent."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period_s)
+        _exit(75)
+
+    threading.Thread(target=watch, name="kernelsmith-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     from evaluators.channel import Channel
 
+    _exit_with_parent()  # first: before torch starts its threads, whatever the candidate does later
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(argv[0])
     channel = Channel(sock)

@@ -87,6 +87,46 @@ def _running(pid: int) -> bool:
         return False
 
 
+ORPHAN_PARENT = """
+import sys, time
+from pathlib import Path
+from evaluators.backends import resolve
+from evaluators.protocol import Backend
+from evaluators.sandbox import Limits, ProcessSandbox
+handle = ProcessSandbox().start(resolve(Backend.triton_interpret), Limits(wall_s=600, cpu_s=600))
+assert handle.channel.recv(timeout=60).type == "ready"
+candidates = Path(sys.argv[1])
+handle.channel.send({"type": "load", "reference_file": str(candidates / "relu_reference.py"),
+                     "candidate_file": str(candidates / "relu_hangs.py"), "init_seed": 0, "cuda_ipc": False,
+                     "cpu_s": 600, "nonce": "n"})
+assert handle.channel.recv(timeout=60).type == "device" and handle.channel.recv(timeout=60).type == "loaded"
+handle.channel.send({"type": "run", "seed": 1, "nonce": "n"})  # its forward never returns
+print(handle.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_whose_evaluator_was_killed_does_not_run_on():
+    # SIGKILL: no handler of the evaluator runs, and the worker is busy in a forward that never returns
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT, str(Path(__file__).parent / "candidates")],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    worker_pid = None
+    try:
+        worker_pid = int(parent.stdout.readline())
+        time.sleep(1.0)
+        assert _running(worker_pid)  # spinning in its candidate's forward
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _running(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(worker_pid), "the orphaned worker is still running its candidate"
+    finally:
+        parent.kill()
+        if worker_pid is not None:
+            kill_tree(worker_pid)
+
+
 def test_memory_watchdog_kills_a_worker_over_its_limit():
     hog = (make_request("relu_reference.py", "relu_ok.py").candidate_source
            .replace("        n = x.numel()\n", "        n = x.numel()\n        hog = [bytearray(64 << 20) for _ in range(64)]\n"))
