@@ -356,6 +356,21 @@ class Archive:
             row = conn.execute(select(llm_calls).where(llm_calls.c.id == call_id)).one()
         return llm_call_record(row)
 
+    def link_llm_calls(self, calls: Iterable[LlmCall | int], program: Program | int) -> None:
+        """Name the program that stored calls (stored as they finished, without one) made."""
+        call_ids, program_id = [_id(c) for c in calls], _id(program)
+        with self._write() as conn:
+            run_id = conn.execute(select(programs.c.run_id).where(programs.c.id == program_id)).scalar()
+            if run_id is None:
+                raise ArchiveError(f"no program {program_id} in the archive at {self.where}")
+            found = conn.execute(
+                update(llm_calls).where(llm_calls.c.id.in_(call_ids), llm_calls.c.run_id == run_id)
+                .values(program_id=program_id)
+            ).rowcount
+            if found != len(set(call_ids)):
+                raise ArchiveError(f"LLM calls {sorted(call_ids)} are not all calls of program {program_id}'s run "
+                                   f"{run_id} in the archive at {self.where}")
+
     def llm_calls(self, run: Run | int) -> list[LlmCall]:
         with self._read() as conn:
             rows = conn.execute(

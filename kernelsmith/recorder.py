@@ -57,7 +57,8 @@ class RunRecorder:
         self.pending: deque[Program] = deque()  # stored, never evaluated: the process died first
         self.seed_program: Program | None = None
         self.has_candidates = False  # some program has a usable result: parents can be chosen
-        self.unstored_calls: dict[int, LLMCall] = {}
+        # calls stored when they finished, not yet counted with the program they made: id(call) -> (call, row id)
+        self.unlinked_calls: dict[int, tuple[LLMCall, int]] = {}
 
     def load(self) -> int:
         """Read back what the run holds; returns how many program rows it has."""
@@ -164,22 +165,32 @@ class RunRecorder:
         return evaluation
 
     def add_call(self, call: LLMCall, program: Program | None) -> None:
-        self.archive.add_llm_call(
-            self.run, model=call.model, prompt=json.dumps(call.messages, ensure_ascii=False),
-            response=call.response or "", program=program, prompt_tokens=call.prompt_tokens,
-            completion_tokens=call.completion_tokens, cost=call.cost, latency_s=call.latency_s, error=call.error,
-        )
-        self.unstored_calls.pop(id(call), None)
+        """Count a call with the program it made (stored now, or linked if stored when it finished)."""
+        stored = self.unlinked_calls.pop(id(call), None)
+        if stored is None:
+            self._store_call(call, program)
+        elif program is not None:
+            self.archive.link_llm_calls([stored[1]], program)
         self.stats.add_llm_call(call.prompt_tokens, call.completion_tokens, call.cost, not call.ok)
 
     def made_call(self, call: LLMCall) -> None:
-        """The LLM client's callback: every finished call, stored later with the program it made."""
-        self.unstored_calls[id(call)] = call
+        """The LLM client's callback: every finished call is stored at once, its program linked when the
+        child is committed. A process killed meanwhile (its children still being evaluated) loses no
+        call: a resumed run counts their tokens and cost."""
+        self.unlinked_calls[id(call)] = (call, self._store_call(call, None))
 
     def add_unlinked_calls(self) -> None:
-        # every finished call belongs to a stored child; should one not, it is still recorded, once
-        for call in list(self.unstored_calls.values()):
+        # every finished call belongs to a stored child; one that does not (its child was dropped) is
+        # stored already and is counted here, once
+        for call, _ in list(self.unlinked_calls.values()):
             self.add_call(call, None)
+
+    def _store_call(self, call: LLMCall, program: Program | None) -> int:
+        return self.archive.add_llm_call(
+            self.run, model=call.model, prompt=json.dumps(call.messages, ensure_ascii=False),
+            response=call.response or "", program=program, prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens, cost=call.cost, latency_s=call.latency_s, error=call.error,
+        ).id
 
     def note(self, parent_id: int | None, operator: str, error: str) -> None:
         note = f"{operator}: {error}"

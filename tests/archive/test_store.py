@@ -121,6 +121,21 @@ def test_llm_calls_are_recorded_with_their_costs(db: archive.Archive):
     assert failed.program_id is None and failed.error == "rate limited (429)"
 
 
+def test_a_call_stored_as_it_finished_is_linked_to_the_program_it_made_later(db: archive.Archive):
+    run = db.create_run("softmax", REFERENCE)
+    call = db.add_llm_call(run, model="gpt-x", prompt="write a kernel", response="...", prompt_tokens=10)
+    program = db.add_program(run, SEED, operator="first_kernel")
+    db.link_llm_calls([call], program)
+    assert [(c.id, c.program_id, c.prompt_tokens) for c in db.llm_calls(run)] == [(call.id, program.id, 10)]
+
+    other = db.add_program(db.create_run("relu", REFERENCE), SEED)
+    with pytest.raises(archive.ArchiveError, match=f"not all calls of program {other.id}'s run"):
+        db.link_llm_calls([call], other)  # a call of one run never becomes another run's
+    with pytest.raises(archive.ArchiveError, match="no program 999"):
+        db.link_llm_calls([call], 999)
+    assert db.llm_calls(run)[0].program_id == program.id
+
+
 def test_resume_and_status_changes(db: archive.Archive):
     run = db.create_run("softmax", REFERENCE)
     assert db.set_run_status(run, "stopped").status == RunStatus.stopped

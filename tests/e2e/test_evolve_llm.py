@@ -18,7 +18,7 @@ from evaluators.local import LocalEvaluator
 from kernelsmith.config import load_settings
 from kernelsmith.evolve import evolve
 from kernelsmith.tasks import CPU_SCALE, load_task
-from tests.e2e.runner import REPO, kernelsmith
+from tests.e2e.runner import REPO, count_rows, kernelsmith, start_kernelsmith, wait_for_rows
 
 pytestmark = pytest.mark.slow
 
@@ -185,3 +185,45 @@ def test_scripted_replies_give_the_expected_lineage_statuses_and_tokens(fake_ope
 
     script(fake_openai)
     assert snapshot(tmp_path / "again.db", asyncio.run(again())) == snapshot(work / "evolve.db", run.id)
+
+
+HANGING_KERNEL = FIRST_KERNEL.replace("        return out\n", "        while out.numel() > 0:\n            n += 1\n        return out\n")
+
+ONE_CALL_CONFIG = """
+models:
+  - name: fake-coder
+    price: {{input: 1.0, output: 2.0}}
+llm: {{base_url: {base_url}, attempts: 1, max_concurrency: 1}}
+operators: {{first_kernel: 1, rewrite: 0, diff: 0, fix: 0, params: 0}}
+budgets: {{max_evals: 3, max_llm_calls: 1}}
+evaluation: {{trials: 2, warm: 0, time_limit_s: 120}}
+seed: 7
+"""
+
+
+def test_a_run_killed_while_its_child_is_evaluated_keeps_the_llm_call_and_its_cost(fake_openai, tmp_path):
+    work = task_folder(tmp_path)
+    db = work / "evolve.db"
+    (work / "kernelsmith.yaml").write_text(ONE_CALL_CONFIG.format(base_url=fake_openai.base_url))
+    fake_openai.reply(HANGING_KERNEL, 300, 120)  # a first kernel whose evaluation never ends
+    first = start_kernelsmith("evolve", "relu.py", "--db", "evolve.db", cwd=work, log=tmp_path / "first.log",
+                              OPENAI_API_KEY="EMPTY")
+    try:
+        wait_for_rows(db, "llm_calls", 1, first, timeout=90)
+        assert count_rows(db, "programs") == 0  # the child it made is still being evaluated
+    finally:
+        first.kill()  # SIGKILL: the call was paid for; nothing of the run's own tidies up
+        first.wait()
+    with archive.open(db) as store:
+        (run,) = store.list_runs()
+        (call,) = store.llm_calls(run)
+    assert call.program_id is None and call.response == HANGING_KERNEL
+    assert (call.prompt_tokens, call.completion_tokens) == (300, 120)
+    assert call.cost == pytest.approx((300 * 1.0 + 120 * 2.0) / 1e6)
+
+    # the resumed run counts the call: its one-call budget is spent, and no second call is made
+    resumed = kernelsmith("evolve", "--resume", str(run.id), "--db", "evolve.db", cwd=work, OPENAI_API_KEY="EMPTY")
+    output = " ".join(resumed.stdout.split())
+    assert "LLM call budget spent (1)" in output, resumed.stdout + resumed.stderr
+    assert "1 calls · 420 tokens · $0.0005" in output
+    assert len(fake_openai.requests) == 1
