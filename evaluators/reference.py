@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import tempfile
+import shutil
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from evaluators import workdirs
 from evaluators.backends import BackendSpec
 from evaluators.compare import degenerate_reference
 from evaluators.loading import (
@@ -229,7 +231,8 @@ class ReferenceStore:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, ReferenceData] = OrderedDict()
-        self._workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-judge-"))
+        self._workdir = workdirs.make("kernelsmith-judge-")
+        weakref.finalize(self, shutil.rmtree, self._workdir, ignore_errors=True)  # its task files
 
     def get(self, request: EvalRequest, spec: BackendSpec) -> tuple[ReferenceData, bool]:
         """(data, cached): computes on a miss."""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evaluators import workdirs
 from evaluators.backends import BackendSpec
 from evaluators.channel import Channel
 
@@ -172,7 +173,7 @@ class ProcessSandbox:
         self.drop_privileges = drop_privileges
 
     def start(self, spec: BackendSpec, limits: Limits, connect_timeout_s: float = 180.0) -> WorkerHandle:
-        workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-worker-"))
+        workdir = workdirs.make("kernelsmith-worker-")
         try:
             return self._start_in(workdir, spec, limits, connect_timeout_s)
         except BaseException:

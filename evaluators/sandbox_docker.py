@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluators import workdirs
 from evaluators.backends import BackendSpec
 from evaluators.channel import Channel
 from evaluators.sandbox import (
@@ -122,7 +123,7 @@ class DockerSandbox:
     def start(self, spec: BackendSpec, limits: Limits, connect_timeout_s: float = 180.0) -> DockerWorkerHandle:
         from docker.errors import DockerException, ImageNotFound
 
-        workdir = Path(tempfile.mkdtemp(prefix="kernelsmith-worker-", dir=self.workdir_root))
+        workdir = workdirs.make("kernelsmith-worker-", self.workdir_root)
         for sub in ("tmp", "home", "triton-cache"):
             (workdir / sub).mkdir()
         for path in [workdir, *workdir.iterdir()]:
