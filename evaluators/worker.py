@@ -16,6 +16,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from evaluators.worker_start import (
+    exit_with_parent,
+    limit_own_cpu,
+    start_triton_driver,
+    warm_compiler_for_gpu,
+)
+
 # captured before torch, triton or any candidate code can touch them
 _urandom = os.urandom
 _exit = os._exit
@@ -42,7 +49,7 @@ class Worker:
         self.device = torch.device("cuda", 0) if gpu else torch.device("cpu")
         self.clock: Clock | None = None  # on a GPU: set up by the first command (start_device)
         if gpu:
-            _warm_compiler()
+            warm_compiler_for_gpu()
         self.sync_latency_ms = 0.0
         from evaluators.loading import seed_all
 
@@ -112,7 +119,7 @@ class Worker:
         self.torch.cuda.set_device(self.device)
         self.torch.cuda.init()
         self.clock = Clock.capture(self.device)
-        _start_triton_driver()
+        start_triton_driver()
 
     def setup(self, command: dict[str, Any]) -> None:
         """The warm pool's command: the GPU set up ahead of the candidate, then `ready` again."""
@@ -359,49 +366,6 @@ class Worker:
         )
 
 
-def limit_own_cpu(cpu_s: Any) -> None:
-    """Allow this process `cpu_s` more CPU seconds from now, the hard limit 5 s above.
-
-    A warm worker was started before its request was known, with the most CPU any request may
-    have; a judge that may not lower another user's limits from outside (no CAP_SYS_RESOURCE)
-    relies on this, and reads the limit back from /proc once the candidate is loaded. A process
-    can lower its hard limit but never raise it again: the candidate cannot undo it.
-    """
-    if not isinstance(cpu_s, int) or isinstance(cpu_s, bool) or cpu_s <= 0:
-        return
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    allowed = int(usage.ru_utime + usage.ru_stime) + 1 + cpu_s
-    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    hard = allowed + 5 if hard == resource.RLIM_INFINITY else min(hard, allowed + 5)
-    soft = allowed if soft == resource.RLIM_INFINITY else min(soft, allowed, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-
-
-def _warm_compiler() -> None:
-    """Triton's first compilation in this process, for the capability the judge named: CPU work only,
-    before `ready`, so that none of it waits inside the evaluation of the candidate."""
-    from evaluators.compat import CAPABILITY_VARIABLE, warm_compiler
-
-    capability = os.environ.get(CAPABILITY_VARIABLE, "")
-    if capability.isdigit():
-        warm_compiler(int(capability))
-
-
-def _start_triton_driver() -> None:
-    """Build Triton's driver helpers now, as the harness: a candidate that asks the driver for device
-    properties at import would otherwise have Triton run the C compiler on its behalf, which the
-    guards refuse."""
-    try:
-        from triton.runtime import driver
-
-        driver.active.get_current_target()
-        getattr(driver.active, "utils", None)
-    except Exception:  # a driver without these (MetaX's fork, older Triton): its first launch builds them
-        pass
-
-
 def import_guarded(path: Path, module_name: str, guarded_builtins: dict[str, Any]) -> Any:
     """Import the candidate with its own builtins (see Guard.candidate_builtins); errors located in its file."""
     from evaluators.loading import import_file
@@ -415,27 +379,10 @@ def _is_compile_error(error: BaseException) -> bool:
     return "CompilationError" in names or module.startswith("triton.compiler")
 
 
-def _exit_with_parent(period_s: float = 0.5) -> None:
-    """End this worker when the process that started it is gone (killed, crashed): an orphan would
-    otherwise run its candidate, and hold its GPU memory, until its own limits stopped it. An idle
-    worker sees its channel close; a busy one is caught here, by being handed to another parent."""
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(period_s)
-        _exit(75)
-
-    threading.Thread(target=watch, name="kernelsmith-parent-watch", daemon=True).start()
-
-
 def main(argv: list[str]) -> int:
     from evaluators.channel import Channel
 
-    _exit_with_parent()  # first: before torch starts its threads, whatever the candidate does later
+    exit_with_parent()  # first: before torch starts its threads, whatever the candidate does later
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(argv[0])
     channel = Channel(sock)
