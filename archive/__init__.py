@@ -19,6 +19,8 @@
     db.add_llm_call(run, model="...", prompt=..., response=..., program=child, prompt_tokens=...)
     db.ancestors(child); db.descendants(seed); db.path_to_best(run); db.generation_stats(run)
     db.resume(run.id); db.set_run_status(run, "finished"); db.list_runs(); db.get_run(run.id)
+    lease = db.claim_run(run)                # RunBusy while another live process evolves the run
+    db.heartbeat(lease); db.release(lease)   # beat well within 120 s; release when done
     board = db.leaderboards.create("level1", suite, ["level1/1_ReLU", ...], config={...})
     db.leaderboards.record(board, "level1/1_ReLU", run=run)   # or error="why no run could start"
 
@@ -26,8 +28,9 @@ Every add_* commits before it returns. Errors a user should see are ArchiveError
 describes the schema, migrations, dedup and the policy.
 """
 
-from archive.errors import ArchiveError, SchemaVersionError
+from archive.errors import ArchiveError, RunBusy, SchemaVersionError
 from archive.leaderboards import Leaderboard, LeaderboardEntry
+from archive.lease import Lease
 from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
 from archive.store import Archive, open_archive
 
@@ -40,9 +43,11 @@ __all__ = [
     "GenerationStats",
     "Leaderboard",
     "LeaderboardEntry",
+    "Lease",
     "LlmCall",
     "Program",
     "Run",
+    "RunBusy",
     "RunStatus",
     "SchemaVersionError",
     "open",

@@ -7,3 +7,7 @@ class ArchiveError(Exception):
 
 class SchemaVersionError(ArchiveError):
     """The database's schema revision is not one this version of the archive can use."""
+
+
+class RunBusy(ArchiveError):
+    """Another live process holds the run's lease (it is evolving that run); the message names it."""

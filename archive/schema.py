@@ -1,4 +1,5 @@
-"""The archive's tables (SQLAlchemy Core): runs, programs and their inspirations, evaluations, LLM calls.
+"""The archive's tables (SQLAlchemy Core): runs, programs and their inspirations, evaluations, LLM calls,
+leaderboards, and the lease of the process evolving each run.
 
 Changing a table here needs a new Alembic revision in archive/migrations/versions (see docs/archive.md).
 """
@@ -125,4 +126,17 @@ leaderboard_entries = Table(
     Column("run_id", ForeignKey("runs.id"), nullable=True, index=True),
     Column("error", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The process evolving a run, when one is: it claims the row before it writes to the run and refreshes
+# heartbeat_at while it works, so a second process is refused (archive/lease.py says when it may take over).
+run_leases = Table(
+    "run_leases",
+    metadata,
+    Column("run_id", ForeignKey("runs.id"), primary_key=True),
+    Column("owner", String(64), nullable=False),  # a token of the claim, not of the process
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
 )

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
-from archive import lineage
+from archive import lease, lineage
 from archive.database import create_archive_engine, display_url, resolve_url
 from archive.errors import ArchiveError
 from archive.fitness import Fitness, rank_key
 from archive.leaderboards import Leaderboards
+from archive.lease import STALE_AFTER_S, Lease
 from archive.migrate import ensure_schema
 from archive.normalize import normalized_hash
 from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
@@ -130,6 +131,22 @@ class Archive:
                 update(runs).where(runs.c.id == run_id).values(status=status.value, updated_at=now())
             )
         return self.get_run(run_id)
+
+    # leases: the one process evolving a run holds it (archive/lease.py)
+
+    def claim_run(self, run: Run | int, stale_after_s: float = STALE_AFTER_S) -> Lease:
+        """Hold `run` for this process until release(); RunBusy, naming the holder, while another live
+        process holds it. A holder counts as gone once its process has exited (on this host) or it has
+        sent no heartbeat for `stale_after_s`."""
+        return lease.claim(self, _id(run), stale_after_s)
+
+    def heartbeat(self, held: Lease) -> None:
+        """Tell other processes the holder still lives; RunBusy when the run was taken over meanwhile."""
+        lease.beat(self, held)
+
+    def release(self, held: Lease) -> None:
+        """Give the run up (only this lease's own claim: never a process that took it over)."""
+        lease.release(self, held)
 
     # programs
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
-from archive import Archive, ArchiveError, Evaluation, Program, Run, RunStatus
+from archive import Archive, ArchiveError, Evaluation, Lease, Program, Run, RunBusy, RunStatus
+from archive.lease import STALE_AFTER_S
 from archive.policy import Policy, PolicyConfig, Selection
 from evaluators.protocol import Backend, Status
 from kernelsmith.budget import RunStats, StopReason
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 # auto picks the first of these that the evaluator has slots for: a GPU when there is one
 BACKEND_PREFERENCE = (Backend.triton_nvidia, Backend.maca_metax, Backend.triton_interpret)
+# the run's lease is beaten this often: a few missed beats (a slow archive) are not taken for death
+HEARTBEAT_S = STALE_AFTER_S / 4
+BUSY_HINT = ("stop that process first; a run whose process died can be resumed at once on the same host, "
+             f"or after {STALE_AFTER_S:.0f} s from another")
 
 
 class EvolveError(Exception):
@@ -152,14 +157,17 @@ async def evolve(
     """Run the search for `task` until a budget in `settings.budgets` is spent, or continue run `resume`.
 
     The task is evaluated at the size it was loaded with (`task.scale`). Every program, evaluation and
-    LLM call is committed to `archive` as it happens. Raises EvolveError when the run cannot start as
-    asked (no seed kernel and no model, a resumed run of another task, a backend the evaluator lacks),
-    ConfigError for a model without an API key, ArchiveError when the archive fails.
+    LLM call is committed to `archive` as it happens, by this process alone: it holds the run's lease
+    (archive/lease.py) from the run's creation or resumption to its end. Raises EvolveError when the run
+    cannot start as asked (no seed kernel and no model, a resumed run of another task, a backend the
+    evaluator lacks, a run another live process is evolving) or was taken over meanwhile, ConfigError for
+    a model without an API key, ArchiveError when the archive fails.
     """
     backend = await resolve_backend(evaluator, settings.backend)
     make_selector = selector or policy_selector(settings)
     llm = settings.llm_client()  # a model without its API key fails here, before anything is stored
     pipeline: Pipeline | None = None
+    lease: Lease | None = None
     try:
         mix = OperatorMix.build(llm, settings.operators.model_dump())
         if not mix.enabled:
@@ -167,28 +175,57 @@ async def evolve(
                               "give operators.params (or an LLM operator, with a model) a weight above 0")
         if resume is None:
             check_first_program(task, settings)
-        run = _open_run(task, settings, archive, backend, resume)
+        run, lease = _open_run(task, settings, archive, backend, resume)
         try:
             pipeline = Pipeline(task, settings, archive, evaluator, run, backend, llm=llm, mix=mix,
                                 selector=make_selector(archive, run), progress=progress,
                                 interrupt=interrupt or Interrupt(), resumed=resume is not None)
             await pipeline.prepare()
-            stats, reason, message = await pipeline.run()
+            stats, reason, message = await _holding(archive, lease, pipeline.run())
+        except RunBusy as lost:  # another process has the run now: it is no longer this one's to mark
+            raise EvolveError(str(lost), "resume it once that process has ended, if it should go on") from None
         except NoOperator as error:
             archive.set_run_status(run, RunStatus.stopped)
             raise EvolveError(str(error)) from None
         except BaseException:
             archive.set_run_status(run, RunStatus.stopped)
             raise
+        summary = summarize(archive, run, stats, reason, message)
     finally:
         if pipeline is not None:
             await pipeline.aclose()
         elif llm is not None:
             await llm.aclose()
-    summary = summarize(archive, run, stats, reason, message)
+        if lease is not None:
+            _release(archive, lease)
     if progress is not None:
         progress.finished(summary)
     return summary
+
+
+async def _holding(
+    archive: Archive, lease: Lease, search: Awaitable[tuple[RunStats, StopReason, str]]
+) -> tuple[RunStats, StopReason, str]:
+    """Await `search` while beating the run's lease. Should the lease be lost anyway (this process stalled
+    past the stale limit and another took the run over), the search is cancelled, so it stores nothing
+    more, and RunBusy says who has the run now."""
+    searching = asyncio.ensure_future(search)
+    try:
+        while not searching.done():
+            await asyncio.wait([searching], timeout=HEARTBEAT_S)
+            if searching.done():
+                break
+            try:
+                archive.heartbeat(lease)
+            except RunBusy:
+                raise  # taken over: the search stops below
+            except ArchiveError:
+                pass  # the archive failed this once: the next beat comes well before the lease goes stale
+        return searching.result()
+    finally:
+        if not searching.done():
+            searching.cancel()
+            await asyncio.gather(searching, return_exceptions=True)
 
 
 def check_first_program(task: Task, settings: Settings) -> None:
@@ -225,9 +262,13 @@ def task_of_run(run: Run) -> Task:
                 scale=float(stored.get("scale", 1.0)))
 
 
-def _open_run(task: Task, settings: Settings, archive: Archive, backend: str, resume: int | None) -> Run:
+def _open_run(
+    task: Task, settings: Settings, archive: Archive, backend: str, resume: int | None
+) -> tuple[Run, Lease]:
+    """The run to evolve, new or resumed, held by this process until it releases the lease."""
     if resume is None:
-        return archive.create_run(task.label, task.source, run_config(task, settings, backend), seed=settings.seed)
+        run = archive.create_run(task.label, task.source, run_config(task, settings, backend), seed=settings.seed)
+        return run, _claim(archive, run)  # at once: a run being made is not someone else's to resume
     try:
         run = archive.get_run(resume)
     except ArchiveError as error:
@@ -245,7 +286,26 @@ def _open_run(task: Task, settings: Settings, archive: Archive, backend: str, re
         raise EvolveError(f"run {run.id} evaluated its programs on {stored_backend}, this evaluator would use "
                           f"{backend}: their results would not compare",
                           f"resume with --backend {stored_backend}, or start a new run")
-    return archive.resume(run)
+    lease = _claim(archive, run)  # before the run is touched: a process refused here changes nothing
+    try:
+        return archive.resume(run), lease
+    except BaseException:
+        _release(archive, lease)
+        raise
+
+
+def _claim(archive: Archive, run: Run) -> Lease:
+    try:
+        return archive.claim_run(run)
+    except RunBusy as busy:
+        raise EvolveError(str(busy), BUSY_HINT) from None
+
+
+def _release(archive: Archive, lease: Lease) -> None:
+    try:
+        archive.release(lease)
+    except ArchiveError:
+        pass  # not to hide the error in flight: the lease lapses anyway once this process exits (or goes stale)
 
 
 def summarize(archive: Archive, run: Run, stats: RunStats, reason: StopReason, message: str) -> RunSummary:

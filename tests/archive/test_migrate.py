@@ -1,5 +1,6 @@
 """Schema migrations: a new database gets the whole schema, the migrations build exactly the tables the
-code declares, a newer or foreign database is refused untouched, and an installed wheel migrates too."""
+code declares, an archive of an older revision is upgraded with its runs, a newer or foreign database is
+refused untouched, and an installed wheel migrates too."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 import archive
 from archive import ArchiveError, SchemaVersionError
 from archive.database import resolve_url
-from archive.migrate import head_revision
-from archive.schema import metadata
+from archive.migrate import alembic_config, head_revision
+from archive.rows import now
+from archive.schema import metadata, runs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,15 +41,43 @@ def test_a_new_database_gets_the_newest_schema(archive_url: str):
     assert _revision(archive_url) == head_revision()
 
 
-def test_the_migrations_build_exactly_the_declared_schema(archive_url: str):
-    archive.open(archive_url).close()
-    engine = create_engine(resolve_url(archive_url))
+def _differences_from_declared_schema(url: str) -> list:
+    engine = create_engine(resolve_url(url))
     with engine.connect() as conn:
         differences = compare_metadata(
             MigrationContext.configure(conn, opts={"compare_type": True}), metadata
         )
     engine.dispose()
+    return differences
+
+
+def test_the_migrations_build_exactly_the_declared_schema(archive_url: str):
+    archive.open(archive_url).close()
+    differences = _differences_from_declared_schema(archive_url)
     assert differences == [], "archive/schema.py and the migrations disagree: write a new revision"
+
+
+def test_an_archive_of_revision_0002_is_upgraded_with_its_runs(archive_url: str):
+    # an archive as kernelsmith left it before run leases: stamped 0002, holding a run
+    engine = create_engine(resolve_url(archive_url))
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        created = now()
+        conn.execute(insert(runs).values(
+            task_name="softmax", reference_source="class Model: ...", reference_hash="0" * 64, config={},
+            status="stopped", seed=3, created_at=created, updated_at=created,
+        ))
+    engine.dispose()
+    assert _revision(archive_url) == "0002"
+
+    with archive.open(archive_url) as db:
+        (run,) = db.list_runs()
+        assert (run.task_name, run.status, run.seed) == ("softmax", archive.RunStatus.stopped, 3)
+        db.release(db.claim_run(run))  # its run can be resumed: the process resuming it holds it
+    assert _revision(archive_url) == head_revision()
+    assert _differences_from_declared_schema(archive_url) == []
 
 
 def test_a_database_from_a_newer_version_is_refused_untouched(archive_url: str):

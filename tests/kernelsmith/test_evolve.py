@@ -1,15 +1,20 @@
 """evolve(), the API the leaderboard and benchmarks call: an injected selector, a twice-interrupted
-run resumed, and runs refused before anything is stored. Parameter-only, on the CPU interpreter."""
+run resumed, runs refused before anything is stored, and a run held by the one process evolving it.
+Parameter-only, on the CPU interpreter."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
 import archive
+import kernelsmith.evolve
 from archive.policy import Candidate, Mode, Selection
 from evaluators.local import LocalEvaluator
 from kernelsmith.config import ConfigError, Settings
@@ -159,3 +164,60 @@ def test_a_mutator_that_breaks_ends_the_run_with_its_error_and_keeps_what_was_st
         (stored,) = store.list_runs()
         assert [p.operator for p in store.programs(stored.id)] == ["seed"]  # the seed and its result stay
         assert store.evaluations(store.programs(stored.id)[0])
+
+
+class ClaimsMidRun:
+    """A display that, once the run has stored a result, claims the run through another connection to
+    the archive, as a second `kernelsmith evolve --resume` would (`stale_after_s`: how long a holder may
+    stay silent before that claim takes the run over)."""
+
+    def __init__(self, other: archive.Archive, stale_after_s: float = 120) -> None:
+        self.other, self.stale_after_s = other, stale_after_s
+        self.outcome: str | None = None
+        self.taken: archive.Lease | None = None
+        self.programs_then = 0
+
+    def started(self, stats) -> None: ...
+
+    def update(self, stats) -> None:
+        if stats.evaluations < 1 or self.outcome is not None:
+            return
+        try:
+            self.taken = self.other.claim_run(stats.run_id, stale_after_s=self.stale_after_s)
+            self.outcome = "taken over"
+        except archive.RunBusy as busy:
+            self.outcome = str(busy)
+        self.programs_then = len(self.other.programs(stats.run_id))
+
+    def finished(self, summary) -> None: ...
+
+
+def test_a_run_is_held_while_it_is_evolved_and_can_be_resumed_once_its_process_is_done(tmp_path):
+    task = load_task(RELU, scale=CPU_SCALE)
+    with archive.open(tmp_path / "a.db") as store, archive.open(tmp_path / "a.db") as other:
+        claimant = ClaimsMidRun(other)
+        first = run(lambda evaluator: evolve(task, settings(1), store, evaluator, progress=claimant))
+        assert claimant.outcome is not None and claimant.outcome.startswith(
+            f"run {first.run_id} is being evolved by process {os.getpid()} on host {socket.gethostname()}")
+
+        other.release(other.claim_run(first.run_id))  # released when evolve() returned
+        second = run(lambda evaluator: evolve(task, settings(2), store, evaluator, resume=first.run_id))
+    assert second.run_id == first.run_id and second.status.value == "finished" and second.evaluations == 2
+
+
+def test_a_run_taken_over_mid_search_stops_storing_and_is_left_to_its_new_holder(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernelsmith.evolve, "HEARTBEAT_S", 0.1)
+    task = load_task(RELU, scale=CPU_SCALE)
+    with archive.open(tmp_path / "a.db") as store, archive.open(tmp_path / "a.db") as other:
+        # as if this process had stalled past the stale limit: anything silent for a moment is taken over
+        claimant = ClaimsMidRun(other, stale_after_s=0.0)
+        started = time.monotonic()
+        with pytest.raises(EvolveError, match=rf"run 1 was taken over by process {os.getpid()}") as lost:
+            # every evaluation after the first waits forever: only losing the run can end this one
+            run(lambda evaluator: evolve(task, settings(5, proposals=2), store, HoldAfter(evaluator, 1),
+                                         progress=claimant))
+        assert time.monotonic() - started < 30
+        assert claimant.outcome == "taken over" and "resume it once that process has ended" in lost.value.hint
+        assert len(store.programs(1)) == claimant.programs_then  # nothing stored after the takeover
+        assert store.get_run(1).status == archive.RunStatus.running  # not marked stopped: not its run now
+        other.heartbeat(claimant.taken)  # and its new holder holds it still

@@ -1,9 +1,15 @@
 """`kernelsmith evolve` misuse: every mistake exits 2 with what went wrong and what to do, before any
-evaluation starts. (Runs that go somewhere are in tests/e2e.)"""
+evaluation starts, resuming a run another process is evolving included. (Runs that go somewhere are in
+tests/e2e.)"""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +17,10 @@ from typer.testing import CliRunner
 
 import archive
 from kernelsmith.cli import app
-from kernelsmith.evolve import EvolveError
+from kernelsmith.config import Settings
+from kernelsmith.evolve import BUSY_HINT, EvolveError, run_config
 from kernelsmith.evolve_command import resolve_task
+from kernelsmith.tasks import CPU_SCALE, load_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,3 +80,35 @@ def test_misuse_exits_2_before_anything_runs(tmp_path):
 def test_an_evaluator_that_does_not_answer_is_misuse_too(tmp_path):
     result = evolve("Softmax", "--evaluator", "http://127.0.0.1:9", "--db", str(tmp_path / "a.db"))
     assert result.exit_code == 2 and "offers no worker slot" in result.squeezed
+
+
+# another process evolving run 1: it holds the run until its stdin closes
+HOLDER = "import archive, sys; archive.open(sys.argv[1]).claim_run(1); print('holding', flush=True); sys.stdin.read()"
+
+
+def test_resuming_a_run_another_process_is_evolving_is_refused_and_leaves_the_run_alone(tmp_path):
+    db = tmp_path / "a.db"
+    task = load_task(REPO / "tasks" / "level1" / "1_ReLU.py", CPU_SCALE)
+    settings = Settings.model_validate({"backend": "triton-interpret"})
+    with archive.open(db) as store:
+        run = store.create_run(task.label, task.source, run_config(task, settings, "triton-interpret"))
+        store.add_program(run, task.seed_source, operator="seed")
+        before = store.set_run_status(run, "stopped")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        refused = evolve("--resume", "1", "--db", str(db))
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    said = " ".join(refused.stderr.split())  # the error and its hint, nothing else
+    message = rf"run 1 is being evolved by process {holder.pid} on host {re.escape(socket.gethostname())} " \
+              r"\(last heartbeat \d+ s ago\)"
+    assert re.fullmatch(rf"error: {message} hint: {re.escape(BUSY_HINT)}", said), said
+    with archive.open(db) as store:
+        assert store.get_run(1) == before  # neither resumed nor marked stopped again: untouched
+        assert [p.operator for p in store.programs(1)] == ["seed"]
+        store.claim_run(1)  # the holder has exited on this host: the run is free at once
