@@ -36,7 +36,7 @@ class Lease:
     """A claim on a run, held until released: what heartbeat() and release() take."""
 
     run_id: int
-    owner: str  # this claim's own token, so two claims from one process are still two owners
+    owner: str  # "<pid namespace>:<token>": this claim's own, so two claims from one process are two owners
     host: str
     pid: int
 
@@ -56,7 +56,10 @@ class Holder:
     def gone(self, at: datetime, stale_after_s: float) -> bool:
         if self.silent_s(at) > stale_after_s:
             return True
-        return self.host == socket.gethostname() and not _process_exists(self.pid)
+        # its pid means something here only on this host and in this PID namespace (containers on host
+        # networking share the hostname, not their processes)
+        here = self.host == socket.gethostname() and self.owner.split(":", 1)[0] == _pid_namespace()
+        return here and not _process_exists(self.pid)
 
     def describe(self, at: datetime) -> str:
         return f"process {self.pid} on host {self.host} (last heartbeat {self.silent_s(at):.0f} s ago)"
@@ -64,7 +67,8 @@ class Holder:
 
 def claim(archive: Archive, run_id: int, stale_after_s: float = STALE_AFTER_S) -> Lease:
     """Hold run `run_id` for this process, taking the lease over from a holder that is gone."""
-    lease = Lease(run_id=run_id, owner=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid())
+    lease = Lease(run_id=run_id, owner=f"{_pid_namespace()}:{uuid.uuid4().hex}", host=socket.gethostname(),
+                  pid=os.getpid())
     for _ in range(_CLAIM_TRIES):
         with archive._write() as conn:
             check_run_exists(conn, run_id, archive.where)
@@ -131,6 +135,13 @@ def _insert(conn: Connection, lease: Lease, at: datetime) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:")
+    except OSError:
+        return "?"
 
 
 def _process_exists(pid: int) -> bool:

@@ -20,6 +20,7 @@ from archive.rows import now
 from archive.schema import run_leases
 
 HOST = socket.gethostname()
+NAMESPACE = os.readlink("/proc/self/ns/pid").removeprefix("pid:")
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's archive, whatever is installed
 
@@ -91,6 +92,11 @@ def test_a_holder_whose_process_exited_on_this_host_is_taken_over_at_once(archiv
         with pytest.raises(RunBusy, match=f"process {dead} on host elsewhere"):
             db.claim_run(run)
         _move_holder(archive_url, run.id, HOST)
+        _write(archive_url, update(run_leases).where(run_leases.c.run_id == run.id).values(owner="[1]:another's"))
+        with pytest.raises(RunBusy, match=f"process {dead} on host {HOST}"):
+            db.claim_run(run)  # same hostname, another PID namespace: its pid says nothing here
+        _write(archive_url, update(run_leases).where(run_leases.c.run_id == run.id)
+               .values(owner=f"{NAMESPACE}:the dead one's"))
         db.claim_run(run)  # here its pid is gone, so it is taken over without waiting for its heartbeat
 
 
@@ -101,8 +107,8 @@ def test_of_processes_claiming_one_run_at_once_exactly_one_wins(archive_url: str
     if before != "free":
         dead = subprocess.Popen(["true"])
         dead.wait()
-        _write(archive_url, insert(run_leases).values(run_id=run.id, owner="gone", host=HOST, pid=dead.pid,
-                                                      heartbeat_at=now(), claimed_at=now()))
+        _write(archive_url, insert(run_leases).values(run_id=run.id, owner=f"{NAMESPACE}:gone", host=HOST,
+                                                      pid=dead.pid, heartbeat_at=now(), claimed_at=now()))
     claimants = [subprocess.Popen([sys.executable, "-c", CLAIM_ON_GO, archive_url], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=ENV) for _ in range(3)]
     try:
