@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from kernelsmith.cli import app
+
 CANDIDATES = Path(__file__).parents[1] / "evaluators" / "candidates"
 
 
@@ -51,7 +55,7 @@ def test_out_of_range_limits_exit_2_naming_the_flag_and_its_range():
         ("--time-limit", "5000", "between 1 and 3600"),
         ("--repetitions", "-1", "between 1 and 100000"),
         ("--repetitions", "200000", "between 1 and 100000"),
-    ]:
-        shown = run(task, candidate, flag, value)
-        assert shown.returncode == 2, (flag, value, shown.stderr)
+    ]:  # in this process: the flags are checked before anything is evaluated
+        shown = CliRunner().invoke(app, ["eval", task, candidate, flag, value])
+        assert shown.exit_code == 2, (flag, value, shown.stderr)
         assert shown.stderr.strip().splitlines() == [f"error: {flag} must be {allowed}, got {value}"]
