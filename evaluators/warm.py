@@ -62,7 +62,7 @@ class WarmPool:
         self.max_starting = max_starting  # concurrent start-ups per device (None: as many as it keeps)
         self.stats = WarmStats()
         self._shelves: dict[BackendSpec, _Shelf] = {}
-        self._quiet: Counter[str] = Counter()  # devices being timed on: no worker starts there meanwhile
+        self._quiet: Counter[str] = Counter()  # devices being timed on: no GPU set-up there meanwhile
         self._lock = threading.Condition()
         self._closed = False
 
