@@ -179,7 +179,8 @@ class _Evaluation(TimingPhase):
         self._mark("recheck")
 
     def _quiet(self) -> contextlib.AbstractContextManager[None]:
-        """While timing: no warm worker starts on this device (its start-up would share the GPU)."""
+        """While timing or calibrating: no spare worker sets up its GPU on this device (its new CUDA
+        context would share the GPU with what is measured)."""
         quiet = getattr(self.judge.workers, "quiet", None)
         return quiet(self.spec) if quiet is not None and self.spec.measures_time else contextlib.nullcontext()
 
@@ -213,7 +214,9 @@ class _Evaluation(TimingPhase):
         if self.worker.privileges_dropped:
             for name in ("reference.py", "candidate.py"):
                 os.chown(workdir / name, 65534, 65534)
-        with _before_the_candidate():
+        # quiet: the worker measures its host's synchronize latency now, before the candidate's code
+        # exists (the side-stream slack rests on it), and a spare's GPU set-up beside it would inflate it
+        with _before_the_candidate(), self._quiet():
             self._send(
                 {"type": "load", "reference_file": str(workdir / "reference.py"),
                  "candidate_file": str(workdir / "candidate.py"), "init_seed": reference.init_seed,

@@ -96,7 +96,7 @@ class WarmPool:
 
     @contextmanager
     def quiet(self, spec: BackendSpec) -> Iterator[None]:
-        """No worker sets up its GPU on this device inside: for timing on it.
+        """No worker sets up its GPU on this device inside: for timing on it, or calibrating.
 
         Entering waits for GPU set-ups already under way there (a CUDA context and a clock
         calibration: well under a second). Start-ups go on: they work on the CPU alone (imports,
