@@ -13,8 +13,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-cache-dir "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet --no-cache-dir -e ".[dev]"
 	touch $@
 
 test: install
@@ -28,12 +28,16 @@ PY30 := $(VENV30)/bin/python
 TRITON30_SPEC := "triton==3.0.0" "numpy<2"
 TRITON30_TESTS ?= tests/evaluators tests/tasks/test_seeds.py
 
-$(VENV30)/.installed: pyproject.toml
+# Only Triton 3.0.0 and numpy<2 are installed here; torch and the rest come from the main venv, whose
+# site-packages a .pth file adds after this venv's own (so these two shadow the main venv's releases). A
+# second copy of torch and its company costs ~1.5 GB, more than some CI machines have left on disk.
+$(VENV30)/.installed: $(VENV)/.installed
+	rm -rf $(VENV30)
 	$(PYTHON) -m venv $(VENV30)
-	$(PY30) -m pip install --quiet --upgrade pip
-	$(PY30) -m pip install --quiet "$(TORCH_SPEC)" $(TRITON30_SPEC)
-	$(PY30) -m pip install --quiet -e ".[dev]" $(TRITON30_SPEC)
-	$(PY30) -c "import triton; assert triton.__version__ == '3.0.0', triton.__version__"
+	$(PY30) -m pip install --quiet --no-cache-dir $(TRITON30_SPEC)
+	$(PY) -c "import sysconfig; print('import site; site.addsitedir(%r)' % sysconfig.get_paths()['purelib'])" \
+		> "$$($(PY30) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/kernelsmith_main_venv.pth"
+	$(PY30) -c "import numpy, torch, triton; assert triton.__version__ == '3.0.0', triton.__version__; assert numpy.__version__ < '2', numpy.__version__"
 	touch $@
 
 test-triton30: $(VENV30)/.installed
