@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from evaluators import workdirs
 from evaluators.backends import BackendSpec
 from evaluators.channel import Channel
+from evaluators.proctree import descendants, kill_tree
 
 # variables a worker may inherit; everything else (API keys, tokens, cloud credentials) stays out
 ENV_ALLOWLIST = (
@@ -79,8 +81,13 @@ class WorkerHandle:
 
     @property
     def pid(self) -> int:
-        """The worker's process id on this host (for limits and the watchdog)."""
+        """The worker's process id on this host (for its limits)."""
         raise NotImplementedError
+
+    @property
+    def tree_root(self) -> int:
+        """The process under which everything the worker started lives (for the watchdog)."""
+        return self.pid
 
     def alive(self) -> bool:
         raise NotImplementedError
@@ -137,10 +144,15 @@ class WorkerHandle:
 class ProcessWorkerHandle(WorkerHandle):
     """A worker that is a subprocess of this host."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes]  # the jail, which stays as the worker's parent (evaluators/jail.py)
+    worker_pid: int  # as the kernel told it when the worker connected, before any candidate code ran
 
     @property
     def pid(self) -> int:
+        return self.worker_pid
+
+    @property
+    def tree_root(self) -> int:
         return self.process.pid
 
     def alive(self) -> bool:
@@ -226,6 +238,7 @@ class ProcessSandbox:
             socket_path.unlink(missing_ok=True)
         handle = ProcessWorkerHandle(
             process=process,
+            worker_pid=peer_pid(connection),
             channel=Channel(connection),
             workdir=workdir,
             network_isolated=self.isolate_network and _separate_network(process.pid),
@@ -307,6 +320,12 @@ def accept_worker(listener: socket.socket, exit_code: Callable[[], int | None], 
                 raise WorkerStartError(f"the worker did not connect within {timeout_s:.0f} s") from None
 
 
+def peer_pid(connection: socket.socket) -> int:
+    """The process at the other end of a Unix socket, from the kernel (SO_PEERCRED): not its word."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[0]
+
+
 class WorkerStartError(Exception):
     """The evaluator could not start a worker: an infra_error, never the candidate's fault."""
 
@@ -350,52 +369,6 @@ def _separate_network(pid: int) -> bool:
     return False
 
 
-def descendants(root: int) -> list[int]:
-    """The process and everything it started, found through /proc (a setsid does not hide it)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode("utf-8", "replace")
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def kill_tree(root: int) -> None:
-    """Stop the whole tree first (so nothing forks or escapes meanwhile), then kill it."""
-    stopped: set[int] = set()
-    for _ in range(10):
-        fresh = [pid for pid in descendants(root) if pid not in stopped]
-        if not fresh:
-            break
-        for pid in fresh:
-            _signal(pid, signal.SIGSTOP)
-        stopped.update(fresh)
-    try:
-        os.killpg(root, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for pid in stopped | {root}:
-        _signal(pid, signal.SIGKILL)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _resident_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm") as f:
@@ -416,7 +389,7 @@ def watch(handle: WorkerHandle, limits: Limits) -> None:
     while not handle._stop.wait(0.1):
         if not handle.alive():
             return
-        pids = descendants(handle.pid)
+        pids = descendants(handle.tree_root)
         if len(pids) > 32:
             handle.kill(f"it started {len(pids)} processes")
             return

@@ -1,5 +1,5 @@
-"""What a worker process does for itself, apart from its candidate: it ends with its evaluator, compiles
-a first Triton kernel and builds Triton's driver helpers before any candidate exists, and lowers its
+"""What a worker process does for itself, apart from its candidate: it ends with its evaluator, keeps
+its memory from other workers of its user, compiles a first Triton kernel and builds Triton's driver helpers before any candidate exists, and lowers its
 own CPU limit to its request's."""
 
 from __future__ import annotations
@@ -25,6 +25,21 @@ def exit_with_parent(period_s: float = 0.5) -> None:
         _exit(75)
 
     threading.Thread(target=watch, name="kernelsmith-parent-watch", daemon=True).start()
+
+
+def keep_memory_private() -> None:
+    """Make this process undumpable when the jail dropped it to an unprivileged user (it says so
+    in KERNELSMITH_UNDUMPABLE): then no other process of that user, another evaluation's worker
+    included, may ptrace it or read its /proc entries (memory, environment, open files), and the
+    kernel re-applies it on no exec. Left alone for a worker running as the evaluator's own user,
+    whose evaluator may need that access (CUDA IPC)."""
+    if os.environ.get("KERNELSMITH_UNDUMPABLE") != "1":
+        return
+    import ctypes
+
+    pr_set_dumpable = 4
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        _exit(71)  # a worker that cannot keep others out must not run a candidate
 
 
 def limit_own_cpu(cpu_s: Any) -> None:

@@ -13,12 +13,12 @@ import pytest
 
 from evaluators.backends import resolve
 from evaluators.judge import Judge
+from evaluators.proctree import kill_tree
 from evaluators.protocol import Backend, Status
 from evaluators.sandbox import (
     Limits,
     ProcessSandbox,
     WorkerStartError,
-    kill_tree,
     looks_secret,
     worker_environment,
 )
