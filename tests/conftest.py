@@ -60,3 +60,12 @@ def make_request(reference: str | Path, candidate: str | Path, trials: int = 2, 
         correctness=kwargs.pop("correctness", CorrectnessSettings(trials=trials)),
         **kwargs,
     )
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever reaps orphans here)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

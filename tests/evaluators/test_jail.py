@@ -17,6 +17,7 @@ from evaluators.backends import resolve
 from evaluators.proctree import kill_tree
 from evaluators.protocol import Backend
 from evaluators.sandbox import Limits, ProcessSandbox
+from tests.conftest import running
 
 REPO = str(Path(__file__).resolve().parents[2])
 NOBODY = "65534"
@@ -45,19 +46,11 @@ def _jail(*command: str, uid: str | None = None, **popen) -> subprocess.Popen:
     return subprocess.Popen([*jail, "--", *command], cwd=REPO, start_new_session=True, **popen)
 
 
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _gone_soon(pid: int) -> bool:
     deadline = time.monotonic() + 5
-    while _running(pid) and time.monotonic() < deadline:
+    while running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _running(pid)
+    return not running(pid)
 
 
 def test_a_process_the_worker_abandoned_dies_when_the_worker_ends():
@@ -67,7 +60,7 @@ def test_a_process_the_worker_abandoned_dies_when_the_worker_ends():
         assert jail.wait(timeout=30) == 3  # the worker's own exit code reaches the evaluator
         assert _gone_soon(abandoned), "a double-forked process outlived its worker"
     finally:
-        if _running(abandoned):
+        if running(abandoned):
             os.kill(abandoned, signal.SIGKILL)
 
 
@@ -75,12 +68,12 @@ def test_killing_the_tree_reaches_a_process_the_worker_abandoned():
     jail = _jail(sys.executable, "-c", ABANDONS, "stay", stdout=subprocess.PIPE, text=True)
     abandoned = int(jail.stdout.readline())
     try:
-        assert _running(abandoned)
+        assert running(abandoned)
         kill_tree(jail.pid)  # what the evaluator does on a timeout or an excess
         jail.wait(timeout=10)
         assert _gone_soon(abandoned), "a double-forked process survived the kill of its worker's tree"
     finally:
-        if _running(abandoned):
+        if running(abandoned):
             os.kill(abandoned, signal.SIGKILL)
 
 

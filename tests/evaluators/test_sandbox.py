@@ -22,7 +22,7 @@ from evaluators.sandbox import (
     looks_secret,
     worker_environment,
 )
-from tests.conftest import make_request
+from tests.conftest import make_request, running
 
 CONNECT = "import socket,sys\ntry:\n    socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3)\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n"
 
@@ -71,20 +71,11 @@ def test_kill_tree_reaches_children_that_left_the_process_group():
     kill_tree(parent.pid)
     parent.wait(timeout=10)
     for _ in range(50):
-        if not _running(child_pid):
+        if not running(child_pid):
             break
         time.sleep(0.1)
     else:
         raise AssertionError("the detached child survived")
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie waits for whoever reaps orphans here)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 ORPHAN_PARENT = """
@@ -114,13 +105,13 @@ def test_a_worker_whose_evaluator_was_killed_does_not_run_on():
     try:
         worker_pid = int(parent.stdout.readline())
         time.sleep(1.0)
-        assert _running(worker_pid)  # spinning in its candidate's forward
+        assert running(worker_pid)  # spinning in its candidate's forward
         parent.kill()
         parent.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while _running(worker_pid) and time.monotonic() < deadline:
+        while running(worker_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _running(worker_pid), "the orphaned worker is still running its candidate"
+        assert not running(worker_pid), "the orphaned worker is still running its candidate"
     finally:
         parent.kill()
         if worker_pid is not None:
