@@ -167,6 +167,8 @@ def main(argv: list[str]) -> int:
             lock_down(args)
             if args.uid is not None:
                 os.environ["KERNELSMITH_UNDUMPABLE"] = "1"  # see worker_start.keep_memory_private
+                # a worker's uid has no account: libraries that ask for a user name find one here
+                os.environ["USER"] = os.environ["LOGNAME"] = "kernelsmith-worker"
             # dropping privileges cleared this: the worker dies with the jail, whoever kills it
             _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != jail:

@@ -2,8 +2,8 @@
 
 Each worker gets a private directory (its HOME, TMPDIR and Triton cache, wiped afterwards), an
 environment with nothing but what the backend needs, its own session and process group, CPU,
-file and process limits, no network where a namespace can be made, an unprivileged user when
-the evaluator runs as root, and a watchdog that kills the whole group on memory or process
+file and process limits, no network where a namespace can be made, an unprivileged user of its
+own when the evaluator runs as root, and a watchdog that kills the whole group on memory or process
 excess. The worker connects back over a Unix socket in its directory.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluators import workdirs
+from evaluators import workdirs, worker_users
 from evaluators.backends import BackendSpec
 from evaluators.channel import Channel
 from evaluators.proctree import descendants, kill_tree
@@ -43,7 +43,7 @@ ENV_ALLOWLIST = (
     "OPENBLAS_L2_SIZE",
 )
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
-UNPRIVILEGED_UID = 65534  # nobody
+UNPRIVILEGED_UID = worker_users.NOBODY  # where no user of its own can be given (and in containers)
 LOG_TAIL_BYTES = 8000
 
 
@@ -146,6 +146,7 @@ class ProcessWorkerHandle(WorkerHandle):
 
     process: subprocess.Popen[bytes]  # the jail, which stays as the worker's parent (evaluators/jail.py)
     worker_pid: int  # as the kernel told it when the worker connected, before any candidate code ran
+    user: worker_users.WorkerUser | None = None  # the user it was dropped to (None: the evaluator's own)
 
     @property
     def pid(self) -> int:
@@ -173,6 +174,10 @@ class ProcessWorkerHandle(WorkerHandle):
         kill_tree(self.process.pid)
         self.wait(10)
 
+    def _release(self) -> None:
+        if self.user is not None:
+            self.user.release()
+
 
 class ProcessSandbox:
     """Starts workers as locked-down subprocesses of this host."""
@@ -197,20 +202,30 @@ class ProcessSandbox:
         for sub in ("tmp", "home", "triton-cache"):
             (workdir / sub).mkdir()
         drop = self._can_drop_privileges(spec) if self.drop_privileges is None else self.drop_privileges
-        if drop:
+        user = worker_users.claim() if drop else None
+        try:
+            return self._launch(workdir, spec, limits, connect_timeout_s, user)
+        except BaseException:
+            if user is not None:
+                user.release()  # _launch killed what it started
+            raise
+
+    def _launch(self, workdir: Path, spec: BackendSpec, limits: Limits, connect_timeout_s: float,
+                user: worker_users.WorkerUser | None) -> WorkerHandle:
+        if user is not None:
             for path in [workdir, *workdir.iterdir()]:
-                os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+                os.chown(path, user.uid, user.uid)
         socket_path = workdir / "channel.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(socket_path))
         os.chmod(socket_path, 0o666)
         listener.listen(1)
-        command = self._command(spec, limits, drop, socket_path)
+        command = self._command(spec, limits, user, socket_path)
         stdout = open(workdir / "stdout.log", "wb")
         stderr = open(workdir / "stderr.log", "wb")
         try:
             # started from "/": `python -m` puts its working directory first on the import path, and
-            # the work directory belongs to `nobody` while the jail still runs as root
+            # the work directory belongs to the worker's user while the jail still runs as root
             process = subprocess.Popen(
                 command,
                 cwd="/",
@@ -242,31 +257,35 @@ class ProcessSandbox:
             channel=Channel(connection),
             workdir=workdir,
             network_isolated=self.isolate_network and _separate_network(process.pid),
-            privileges_dropped=drop,
+            privileges_dropped=user is not None,
+            user=user,
         )
         handle._watchdog = threading.Thread(target=watch, args=(handle, limits), daemon=True)
         handle._watchdog.start()
         return handle
 
-    def _command(self, spec: BackendSpec, limits: Limits, drop: bool, socket_path: Path) -> list[str]:
+    def _command(self, spec: BackendSpec, limits: Limits, user: worker_users.WorkerUser | None,
+                 socket_path: Path) -> list[str]:
         jail = [sys.executable, "-m", "evaluators.jail", "--cpu", str(limits.cpu_s), "--fsize", str(limits.file_bytes),
                 "--workdir", str(socket_path.parent)]
         if self.isolate_network:
             jail.append("--net")
-        if drop:
-            jail += ["--uid", str(UNPRIVILEGED_UID), "--gid", str(UNPRIVILEGED_UID), "--nproc", str(limits.processes)]
+        if user is not None:
+            jail += ["--uid", str(user.uid), "--gid", str(user.uid), "--nproc", str(limits.processes)]
         if spec.device_index is None:
             jail += ["--as-bytes", str(limits.memory_bytes + (8 << 30))]  # torch reserves address space
         return [*jail, "--", sys.executable, "-m", "evaluators.worker", str(socket_path)]
 
     def _can_drop_privileges(self, spec: BackendSpec) -> bool:
-        """Root drops to `nobody` when `nobody` can run this Python, its packages and the device."""
+        """Root drops each worker to a user of its own (worker_users.py) when such a user can run
+        this Python, its packages and the device."""
         if os.geteuid() != 0:
             return False
         needs_gpu = spec.device_index is not None
         key = (sys.executable, needs_gpu)
         if key not in self._privilege_probe:
-            probe = [sys.executable, "-m", "evaluators.jail", "--uid", str(UNPRIVILEGED_UID), "--probe"]
+            user = worker_users.claim()
+            probe = [sys.executable, "-m", "evaluators.jail", "--uid", str(user.uid), "--probe"]
             if needs_gpu:
                 probe.append("--probe-cuda")
             env = worker_environment(spec, Path(tempfile.gettempdir()))
@@ -275,6 +294,8 @@ class ProcessSandbox:
                 self._privilege_probe[key] = result.returncode == 0
             except (subprocess.TimeoutExpired, OSError):
                 self._privilege_probe[key] = False
+            finally:
+                user.release()
         return self._privilege_probe[key]
 
 

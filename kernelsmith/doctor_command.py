@@ -178,16 +178,23 @@ def sandbox_checks() -> list[Check]:
     if os.geteuid() != 0:
         checks.append(Check("privileges", "info", f"not root: workers run as uid {os.geteuid()}, nothing to drop"))
         return checks
+    from evaluators import worker_users
+
+    user = worker_users.claim()
+    who = (f"a user of its own (uids {worker_users.FIRST_UID} to {worker_users.FIRST_UID + worker_users.UID_COUNT - 1})"
+           if user.own else f"nobody (uid {worker_users.NOBODY}: no lock directory only root controls)")
     try:
-        probe = subprocess.run([*jail, "--uid", "65534", "--gid", "65534", "--probe"],
+        probe = subprocess.run([*jail, "--uid", str(user.uid), "--gid", str(user.uid), "--probe"],
                                capture_output=True, text=True, timeout=120, cwd="/")
         dropped = probe.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         dropped = False
+    finally:
+        user.release()
     if dropped:
-        checks.append(Check("privileges", "ok", "root drops workers to nobody (uid 65534)"))
+        checks.append(Check("privileges", "ok", f"root drops each worker to {who}"))
     else:
-        checks.append(Check("privileges", "warning", f"nobody (uid 65534) cannot run {os.path.realpath(sys.executable)} "
+        checks.append(Check("privileges", "warning", f"{who} cannot run {os.path.realpath(sys.executable)} "
                             "and import torch and triton with it: workers would run as root; install Python and "
                             "this environment where every user can read them"))
     return checks

@@ -130,11 +130,12 @@ def test_memory_watchdog_kills_a_worker_over_its_limit():
 def test_a_worker_that_never_connects_leaves_no_directory_behind(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the sandbox makes work directories
     spec = resolve(Backend.triton_interpret)
+    # the worker keeps root's user: an unprivileged one could not enter pytest's private tmp_path
     with pytest.raises(WorkerStartError, match="did not connect within"):
-        ProcessSandbox().start(spec, Limits(), connect_timeout_s=0.05)
+        ProcessSandbox(drop_privileges=False).start(spec, Limits(), connect_timeout_s=0.05)
     assert list(tmp_path.iterdir()) == []
     # the jail's address space becomes 64 MiB: the worker dies importing torch, before it connects
     cramped = Limits(memory_bytes=(64 << 20) - (8 << 30))
     with pytest.raises(WorkerStartError, match="exited with code .* before connecting; last output: "):
-        ProcessSandbox().start(spec, cramped)
+        ProcessSandbox(drop_privileges=False).start(spec, cramped)
     assert list(tmp_path.iterdir()) == []
