@@ -52,14 +52,12 @@ def cut_network() -> bool:
     return True
 
 
-def set_limits(cpu_s: int, file_bytes: int, address_bytes: int | None, processes: int | None) -> None:
+def set_limits(cpu_s: int, file_bytes: int, address_bytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     if address_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (address_bytes, address_bytes))
-    if processes:
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
 
 def drop_privileges(uid: int, gid: int) -> None:
@@ -152,7 +150,7 @@ def main(argv: list[str]) -> int:
         print("jail: no command", file=sys.stderr)
         return 2
     isolated = cut_network() if args.net else False
-    set_limits(args.cpu, args.fsize, args.as_bytes, args.nproc if args.uid is not None else None)
+    set_limits(args.cpu, args.fsize, args.as_bytes)
     if args.probe:
         lock_down(args)
         check = "import torch, triton, evaluators.worker"
@@ -183,8 +181,12 @@ def main(argv: list[str]) -> int:
 
 
 def lock_down(args: argparse.Namespace) -> None:
-    """What the worker itself gets and the jail does not: another user, no_new_privs, its directory."""
+    """What the worker itself gets and the jail does not: another user and its process limit (which
+    counts that user's processes; set on the jail, it would count root's at the jail's fork),
+    no_new_privs, its directory."""
     if args.uid is not None:
+        if args.nproc:
+            resource.setrlimit(resource.RLIMIT_NPROC, (args.nproc, args.nproc))
         drop_privileges(args.uid, args.gid if args.gid is not None else args.uid)
     no_new_privileges()
     if args.workdir:

@@ -130,3 +130,21 @@ def test_a_worker_dropped_to_nobody_keeps_its_memory_from_other_nobodies(private
     finally:
         kill_tree(worker.pid)
         worker.wait(timeout=10)
+
+
+def test_a_dropped_worker_is_held_to_its_process_limit():
+    python = _python_for_nobody()
+    if python is None:
+        pytest.skip("needs root and a Python interpreter that nobody may run")
+    forks = ("import os, time\nmade = 0\nfor _ in range(12):\n    try:\n        if os.fork() == 0:\n"
+             "            time.sleep(5)\n            os._exit(0)\n        made += 1\n    except OSError:\n"
+             "        break\nprint(made, flush=True)\n")
+    uid = str(1_900_000_000 + 8192 + os.getpid() % 1000)  # a user nothing else runs as
+    jail = subprocess.Popen([sys.executable, "-m", "evaluators.jail", "--uid", uid, "--nproc", "4", "--", python,
+                             "-c", forks], cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        made = int(jail.stdout.readline())
+        assert 0 < made < 4  # the worker itself counts: the limit is its user's, not root's
+    finally:
+        kill_tree(jail.pid)
+        jail.wait(timeout=10)
