@@ -153,6 +153,7 @@ async def evolve(
     selector: SelectorFactory | None = None,
     resume: int | None = None,
     interrupt: Interrupt | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Run the search for `task` until a budget in `settings.budgets` is spent, or continue run `resume`.
 
@@ -161,7 +162,8 @@ async def evolve(
     (archive/lease.py) from the run's creation or resumption to its end. Raises EvolveError when the run
     cannot start as asked (no seed kernel and no model, a resumed run of another task, a backend the
     evaluator lacks, a run another live process is evolving) or was taken over meanwhile, ConfigError for
-    a model without an API key, ArchiveError when the archive fails.
+    a model without an API key, ArchiveError when the archive fails. `on_start` is called once the run
+    is this process's (a refused one says only why).
     """
     backend = await resolve_backend(evaluator, settings.backend)
     make_selector = selector or policy_selector(settings)
@@ -176,6 +178,8 @@ async def evolve(
         if resume is None:
             check_first_program(task, settings)
         run, lease = _open_run(task, settings, archive, backend, resume)
+        if on_start is not None:
+            on_start()
         try:
             pipeline = Pipeline(task, settings, archive, evaluator, run, backend, llm=llm, mix=mix,
                                 selector=make_selector(archive, run), progress=progress,

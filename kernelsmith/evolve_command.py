@@ -128,10 +128,10 @@ async def _evolve(named: Task, from_run: bool, settings: Settings, store: Archiv
                                   "resume without --scale")
         else:
             task = load_task(named.path, settings.scale or default_scale(backend))
-        _explain(backend, task, settings)
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, _interrupted, interrupt)
-        return await evolve(task, settings, store, evaluator, progress=progress, resume=resume, interrupt=interrupt)
+        return await evolve(task, settings, store, evaluator, progress=progress, resume=resume, interrupt=interrupt,
+                            on_start=lambda: _explain(backend, task, settings))
     finally:
         progress.close()
         for number in (signal.SIGINT, signal.SIGTERM):

@@ -104,6 +104,7 @@ def test_resuming_a_run_another_process_is_evolving_is_refused_and_leaves_the_ru
         holder.wait(timeout=30)
 
     assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert refused.stdout.strip() == ""  # no notices about a run that does not start
     said = " ".join(refused.stderr.split())  # the error and its hint, nothing else
     message = rf"run 1 is being evolved by process {holder.pid} on host {re.escape(socket.gethostname())} " \
               r"\(last heartbeat \d+ s ago\)"
