@@ -36,10 +36,9 @@ from evaluators.sandbox import (
     WorkerHandle,
     WorkerStartError,
     accept_worker,
-    package_root,
     watch,
-    worker_environment,
 )
+from evaluators.worker_env import package_root, worker_environment
 
 DEFAULT_IMAGE = "kernelsmith-sandbox:local"
 TMPFS_BYTES = 256 << 20

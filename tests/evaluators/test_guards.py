@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.sandbox import worker_environment
+from evaluators.worker_env import worker_environment
 
 SCENARIOS = {
     # scenario: (the rule it must break, or None when allowed; the exception the candidate sees)

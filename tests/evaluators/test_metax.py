@@ -21,7 +21,7 @@ from evaluators.backends import BackendUnavailable, HostFacts, resolve
 from evaluators.compat import do_bench_arguments
 from evaluators.metax import MxSmiError, detect, parse_mx_smi, run_mx_smi
 from evaluators.protocol import Backend, Stage, Status
-from evaluators.sandbox import worker_environment
+from evaluators.worker_env import worker_environment
 from tests.conftest import make_request
 
 FAKE_MX_SMI = Path(__file__).parent / "fake_mx_smi"

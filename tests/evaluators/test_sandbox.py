@@ -19,9 +19,8 @@ from evaluators.sandbox import (
     Limits,
     ProcessSandbox,
     WorkerStartError,
-    looks_secret,
-    worker_environment,
 )
+from evaluators.worker_env import looks_secret, worker_environment
 from tests.conftest import make_request, running
 
 CONNECT = "import socket,sys\ntry:\n    socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3)\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n"
