@@ -98,12 +98,14 @@ def test_a_sandboxed_workers_pid_is_the_worker_under_its_jail():
 
 
 def _python_for_nobody() -> str | None:
-    """An interpreter `nobody` may run (a root-only pyenv one is not), for the cross-worker test."""
+    """An interpreter `nobody` may run (a root-only pyenv one is not), and with it this checkout's
+    code (not when it lies under root's home), for the tests of dropped workers."""
     if os.geteuid() != 0:
         return None
+    check = f"import sys; sys.path.insert(0, {REPO!r}); import evaluators.worker_start"
     for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
         if candidate and os.path.exists(candidate):
-            probe = _jail(candidate, "-c", "pass", uid=NOBODY, stderr=subprocess.DEVNULL)
+            probe = _jail(candidate, "-c", check, uid=NOBODY, stderr=subprocess.DEVNULL)
             if probe.wait(timeout=30) == 0:
                 return candidate
     return None
@@ -113,7 +115,7 @@ def _python_for_nobody() -> str | None:
 def test_a_worker_dropped_to_nobody_keeps_its_memory_from_other_nobodies(private):
     python = _python_for_nobody()
     if python is None:
-        pytest.skip("needs root and a Python interpreter that nobody may run")
+        pytest.skip("needs root, and a Python interpreter and a checkout that nobody may read")
     holder = (f"import os, sys, time; sys.path.insert(0, {REPO!r})\n"
               "from evaluators.worker_start import keep_memory_private\n"
               f"if {private}: keep_memory_private()\n"
@@ -135,7 +137,7 @@ def test_a_worker_dropped_to_nobody_keeps_its_memory_from_other_nobodies(private
 def test_a_dropped_worker_is_held_to_its_process_limit():
     python = _python_for_nobody()
     if python is None:
-        pytest.skip("needs root and a Python interpreter that nobody may run")
+        pytest.skip("needs root, and a Python interpreter and a checkout that nobody may read")
     forks = ("import os, time\nmade = 0\nfor _ in range(12):\n    try:\n        if os.fork() == 0:\n"
              "            time.sleep(5)\n            os._exit(0)\n        made += 1\n    except OSError:\n"
              "        break\nprint(made, flush=True)\n")
