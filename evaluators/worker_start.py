@@ -1,6 +1,6 @@
 """What a worker process does for itself, apart from its candidate: it ends with its evaluator, keeps
-its memory from other workers of its user, compiles a first Triton kernel and builds Triton's driver helpers before any candidate exists, and lowers its
-own CPU limit to its request's."""
+its memory from other processes of its user, compiles a first Triton kernel and builds Triton's
+driver helpers before any candidate exists, and lowers its own CPU limit to its request's."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def exit_with_parent(period_s: float = 0.5) -> None:
 def keep_memory_private() -> None:
     """Make this process undumpable when the jail dropped it to an unprivileged user (it says so
     in KERNELSMITH_UNDUMPABLE): then no other process of that user, another evaluation's worker
-    included, may ptrace it or read its /proc entries (memory, environment, open files), and the
-    kernel re-applies it on no exec. Left alone for a worker running as the evaluator's own user,
-    whose evaluator may need that access (CUDA IPC)."""
+    included, may ptrace it or read its /proc entries (memory, environment, open files). Set here,
+    after the exec that made this process dumpable again. Left alone for a worker running as the
+    evaluator's own user, whose evaluator may need that access (CUDA IPC)."""
     if os.environ.get("KERNELSMITH_UNDUMPABLE") != "1":
         return
     import ctypes
