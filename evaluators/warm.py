@@ -239,6 +239,7 @@ class WarmPool:
             handle.set_up = True
         except Exception as failure:  # a dead worker, a timeout, a failed CUDA set-up
             error = str(failure) or type(failure).__name__
+            handle.close()  # gone before the failure is counted: no one sees a failed worker still open
         with self._lock:
             shelf = self._shelf(spec)
             shelf.setting_up.remove(handle)
@@ -249,9 +250,10 @@ class WarmPool:
                 handle = None
             elif error is not None:
                 self._failed(spec, shelf, error)
+                handle = None
             self._fill(spec, shelf)
             self._lock.notify_all()
-        if handle is not None:
+        if handle is not None:  # set up, but the pool closed meanwhile
             handle.close()
 
     def _failed(self, spec: BackendSpec, shelf: _Shelf, error: str) -> None:
