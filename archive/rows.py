@@ -196,3 +196,8 @@ def llm_call_record(row: Row) -> LlmCall:
         error=row.error,
         created_at=utc(row.created_at),
     )
+
+
+def record_id(thing: Any) -> int:
+    """The id of a record, or the id itself: the archive's methods take either."""
+    return int(thing if isinstance(thing, int) else thing.id)

@@ -1,7 +1,8 @@
 """The Archive: runs, programs, evaluations and LLM calls, each committed the moment it is added.
 
 Every write is its own short transaction, so a crash loses at most the call in flight; reads are
-short too, so a report reading the archive never holds up the run writing it.
+short too, so a report reading the archive never holds up the run writing it. The questions the
+search asks of a run's history (best program, lineages, cached results) are in archive/history.py.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
-from archive import lease, lineage
+from archive import lease
 from archive.database import create_archive_engine, display_url, resolve_url
 from archive.errors import ArchiveError
-from archive.fitness import Fitness, rank_key
+from archive.history import RunHistory
 from archive.leaderboards import Leaderboards
 from archive.lease import STALE_AFTER_S, Lease
 from archive.migrate import ensure_schema
 from archive.normalize import normalized_hash
-from archive.records import Evaluation, GenerationStats, LlmCall, Program, Run, RunStatus
+from archive.records import Evaluation, LlmCall, Program, Run, RunStatus
 from archive.rows import (
     check_run_exists,
     check_same_run,
@@ -34,6 +35,7 @@ from archive.rows import (
     llm_call_record,
     now,
     program_records,
+    record_id,
     result_json,
     run_record,
     sha256,
@@ -62,7 +64,7 @@ def open_archive(location: str | os.PathLike[str] | None = None, *, upgrade: boo
     return Archive(engine, where)
 
 
-class Archive:
+class Archive(RunHistory):
     def __init__(self, engine: Engine, where: str) -> None:
         self._engine = engine
         self.where = where
@@ -104,7 +106,7 @@ class Archive:
         return self.get_run(run_id)
 
     def get_run(self, run: Run | int) -> Run:
-        run_id = _id(run)
+        run_id = record_id(run)
         with self._read() as conn:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
         if row is None:
@@ -138,7 +140,7 @@ class Archive:
         """Hold `run` for this process until release(); RunBusy, naming the holder, while another live
         process holds it. A holder counts as gone once its process has exited (on this host) or it has
         sent no heartbeat for `stale_after_s`."""
-        return lease.claim(self, _id(run), stale_after_s)
+        return lease.claim(self, record_id(run), stale_after_s)
 
     def heartbeat(self, held: Lease) -> None:
         """Tell other processes the holder still lives; RunBusy when the run was taken over meanwhile."""
@@ -164,7 +166,7 @@ class Archive:
     ) -> Program:
         """Store a candidate. When the run already holds the same normalized source, the new program
         records it in `duplicate_of`: use find_cached_result() to reuse that evaluation."""
-        run_id = _id(run)
+        run_id = record_id(run)
         checked_text("program source", source, allow_empty=False)
         if generation < 0 or island < 0:
             raise ArchiveError(
@@ -209,7 +211,7 @@ class Archive:
         return self.get_program(program_id)
 
     def get_program(self, program: Program | int) -> Program:
-        program_id = _id(program)
+        program_id = record_id(program)
         found = self.get_programs([program_id])
         if not found:
             raise ArchiveError(f"no program {program_id} in the archive at {self.where}")
@@ -229,7 +231,7 @@ class Archive:
         """Every program of a run, oldest first."""
         with self._read() as conn:
             rows = conn.execute(
-                select(programs).where(programs.c.run_id == _id(run)).order_by(programs.c.id)
+                select(programs).where(programs.c.run_id == record_id(run)).order_by(programs.c.id)
             ).all()
             return list(program_records(conn, rows).values())
 
@@ -239,7 +241,7 @@ class Archive:
         self, program: Program | int, result: EvalResult, backend: str | None = None
     ) -> Evaluation:
         """Store an evaluation of a program. `backend` defaults to the one the result says ran it."""
-        program_id = _id(program)
+        program_id = record_id(program)
         backend = backend or result.environment.backend or "unknown"
         with self._write() as conn:
             row = conn.execute(
@@ -275,7 +277,7 @@ class Archive:
         """Every evaluation of a program, oldest first."""
         with self._read() as conn:
             rows = conn.execute(
-                select(evaluations).where(evaluations.c.program_id == _id(program)).order_by(evaluations.c.id)
+                select(evaluations).where(evaluations.c.program_id == record_id(program)).order_by(evaluations.c.id)
             )
             return [evaluation_record(row) for row in rows]
 
@@ -287,52 +289,6 @@ class Archive:
             e for e in self.evaluations(program) if include_infra_errors or e.status != Status.infra_error
         ]
         return found[-1] if found else None
-
-    def evaluated_programs(self, run: Run | int) -> list[tuple[Program, Evaluation]]:
-        """Each program of a run that has a usable evaluation, with its latest one, in the order the
-        first usable evaluations arrived: the history the selection policy is rebuilt from."""
-        latest = lineage.latest_usable_evaluations(_id(run)).subquery()
-        with self._read() as conn:
-            rows = conn.execute(
-                select(evaluations)
-                .join(latest, evaluations.c.id == latest.c.latest_id)
-                .order_by(latest.c.first_id)
-            ).all()
-        found = [evaluation_record(row) for row in rows]
-        by_id = {p.id: p for p in self.programs(run)}
-        return [(by_id[evaluation.program_id], evaluation) for evaluation in found]
-
-    def find_cached_result(
-        self,
-        task_name: str,
-        backend: str,
-        source: str,
-        *,
-        reference_source: str | None = None,
-        device: str | None = None,
-    ) -> Evaluation | None:
-        """The newest evaluation of the same normalized source for this task and backend, in any run,
-        or None. infra_errors are never returned. Narrow it to runs with the same reference source or to
-        one device when those matter (speedups differ between devices)."""
-        query = (
-            select(evaluations)
-            .select_from(evaluations.join(programs, evaluations.c.program_id == programs.c.id).join(runs))
-            .where(
-                runs.c.task_name == task_name,
-                evaluations.c.backend == backend,
-                programs.c.normalized_hash == normalized_hash(source),
-                evaluations.c.status != Status.infra_error.value,
-            )
-            .order_by(evaluations.c.id.desc())
-            .limit(1)
-        )
-        if reference_source is not None:
-            query = query.where(runs.c.reference_hash == sha256(reference_source))
-        if device is not None:
-            query = query.where(evaluations.c.device == device)
-        with self._read() as conn:
-            row = conn.execute(query).first()
-        return evaluation_record(row) if row is not None else None
 
     # LLM calls
 
@@ -349,15 +305,15 @@ class Archive:
         latency_s: float | None = None,
         error: str | None = None,
     ) -> LlmCall:
-        run_id = _id(run)
+        run_id = record_id(run)
         with self._write() as conn:
             check_run_exists(conn, run_id, self.where)
             if program is not None:
-                check_same_run(conn, run_id, self.where, [_id(program)], "program")
+                check_same_run(conn, run_id, self.where, [record_id(program)], "program")
             call_id = conn.execute(
                 insert(llm_calls).values(
                     run_id=run_id,
-                    program_id=_id(program) if program is not None else None,
+                    program_id=record_id(program) if program is not None else None,
                     model=model,
                     # PostgreSQL text cannot hold NUL; a model's stray NUL must not lose the call
                     prompt=storable(prompt),
@@ -375,7 +331,7 @@ class Archive:
 
     def link_llm_calls(self, calls: Iterable[LlmCall | int], program: Program | int) -> None:
         """Name the program that stored calls (stored as they finished, without one) made."""
-        call_ids, program_id = [_id(c) for c in calls], _id(program)
+        call_ids, program_id = [record_id(c) for c in calls], record_id(program)
         with self._write() as conn:
             run_id = conn.execute(select(programs.c.run_id).where(programs.c.id == program_id)).scalar()
             if run_id is None:
@@ -391,44 +347,9 @@ class Archive:
     def llm_calls(self, run: Run | int) -> list[LlmCall]:
         with self._read() as conn:
             rows = conn.execute(
-                select(llm_calls).where(llm_calls.c.run_id == _id(run)).order_by(llm_calls.c.id)
+                select(llm_calls).where(llm_calls.c.run_id == record_id(run)).order_by(llm_calls.c.id)
             )
             return [llm_call_record(row) for row in rows]
-
-    # lineage
-
-    def ancestors(self, program: Program | int) -> list[Program]:
-        """Parent, grandparent, ... up to the seed (nearest first)."""
-        with self._read() as conn:
-            ids = lineage.ancestor_ids(conn, _id(program))
-        return self.get_programs(ids)
-
-    def descendants(self, program: Program | int) -> list[Program]:
-        """Children, grandchildren, ... (oldest first)."""
-        with self._read() as conn:
-            ids = lineage.descendant_ids(conn, _id(program))
-        return self.get_programs(ids)
-
-    def best(self, run: Run | int) -> tuple[Program, Evaluation] | None:
-        """The run's best program by fitness (ties to the oldest), with its latest evaluation."""
-        history = self.evaluated_programs(run)
-        if not history:
-            return None
-        return max(
-            history,
-            key=lambda pair: rank_key(pair[0].id, Fitness(pair[1].status, pair[1].stage, pair[1].speedup)),
-        )
-
-    def path_to_best(self, run: Run | int) -> list[Program]:
-        """The lineage from the seed to the run's best program, seed first; empty before any evaluation."""
-        best = self.best(run)
-        if best is None:
-            return []
-        return [*reversed(self.ancestors(best[0])), best[0]]
-
-    def generation_stats(self, run: Run | int) -> list[GenerationStats]:
-        with self._read() as conn:
-            return lineage.generation_stats(conn, _id(run))
 
     @property
     def leaderboards(self) -> Leaderboards:
@@ -459,6 +380,3 @@ class Archive:
                 conn.execute(select(evaluations).where(evaluations.c.id == evaluation_id)).one()
             )
 
-
-def _id(thing: Any) -> int:
-    return int(thing if isinstance(thing, int) else thing.id)
