@@ -7,7 +7,8 @@ import os
 import sys
 
 from evaluators.api import TOKEN_ENV
-from evaluators.service import ServiceConfigError, ServiceSettings, parse_devices, serve
+from evaluators.service import serve
+from evaluators.service_settings import ServiceConfigError, ServiceSettings, parse_devices
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,8 @@ def serve_command(
                                             "`make sandbox-image` builds)"),
 ) -> None:
     """Serve evaluations over HTTP for searches on other hosts (see docs/deploy.md)."""
-    from evaluators.service import ServiceConfigError, ServiceSettings, parse_devices, serve
+    from evaluators.service import serve
+    from evaluators.service_settings import ServiceConfigError, ServiceSettings, parse_devices
 
     try:
         settings = ServiceSettings(host=host, port=port, token=token or None, devices=parse_devices(devices),
