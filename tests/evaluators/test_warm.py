@@ -162,9 +162,9 @@ def test_a_worker_handed_out_while_its_device_is_timed_is_replaced_at_once(spec)
         assert pool.wait_ready(spec, 1, timeout_s=60), pool.stats.last_error
         with pool.quiet(spec):
             handle = pool.acquire(spec, Limits())
-            handle.close()
             # its replacement starts (imports: the CPU only) but sets up no GPU before the timing ends
             assert pool._starting_on(spec.torch_device) == 1
+            handle.close()
             deadline = time.monotonic() + 60
             while pool.ready(spec) == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
