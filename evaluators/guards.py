@@ -192,7 +192,8 @@ class Guard:
         replaced = self._replaced()
         if replaced:
             found.append({"rule": "monkey-patch", "message": f"replaced {', '.join(replaced[:5])}", "line": None})
-        changed = [signal.Signals(s).name for s, h in _signal_handlers().items() if self._signals.get(s) is not h]
+        # none to compare with before baseline(): a worker whose task failed to load reports before it
+        changed = [_signal_name(s) for s, h in _signal_handlers().items() if self._signals and self._signals.get(s) is not h]
         if changed:
             found.append({"rule": "signal-handler", "message": f"installed handlers for {', '.join(changed)}", "line": None})
         return found
@@ -391,6 +392,13 @@ def _signal_handlers() -> dict[int, Any]:
         except (ValueError, OSError):
             continue
     return handlers
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # real-time signals past SIGRTMIN have no name of their own
+        return f"signal {signum}"
 
 
 def _os_thread_count() -> int:

@@ -70,6 +70,11 @@ def signal_handler(workdir):
     signal.signal(signal.SIGUSR1, lambda *args: None)
 
 
+def realtime_signal_handler(workdir):
+    signal = torch.sys.modules["signal"]
+    signal.signal(signal.SIGRTMIN + 1, lambda *args: None)
+
+
 def patch(workdir):
     torch.allclose = lambda *args, **kwargs: True
 
@@ -108,6 +113,8 @@ def main() -> None:
     guard = Guard(workdir)
     guard.install()
     LaunchCounter().install()
+    # a worker whose task failed to load reports before any baseline was taken
+    print(json.dumps({"scenario": "before_baseline", "findings": guard.findings(), "error": None}), flush=True)
     guard.baseline()
     path = workdir / "candidate.py"
     path.write_text(CANDIDATE)
@@ -135,6 +142,10 @@ def main() -> None:
             import signal
 
             signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        if name == "realtime_signal_handler":
+            import signal
+
+            signal.signal(signal.SIGRTMIN + 1, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ SCENARIOS = {
     "import_forbidden": ("forbidden-import", "ImportError"),
     "thread": ("stray-thread", None),
     "signal_handler": ("signal-handler", None),
+    "realtime_signal_handler": ("signal-handler", None),  # a signal the Signals enum has no name for
     "patch": ("monkey-patch", None),
     "getframe": ("frame-introspection", "Refused"),
     "os_exit": ("process-exit", "Refused"),
@@ -40,6 +41,11 @@ def outcomes():
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert lines, run.stderr[-3000:]
     return {line["scenario"]: line for line in lines}
+
+
+def test_a_report_before_the_baseline_names_no_signal_handler(outcomes):
+    # a worker whose task failed to load reports its error before anything was recorded to compare with
+    assert outcomes["before_baseline"]["findings"] == []
 
 
 def test_importing_a_kernel_module_trips_nothing(outcomes):
