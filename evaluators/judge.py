@@ -209,11 +209,11 @@ class _Evaluation(TimingPhase):
     def _load(self, reference: ReferenceData, cuda_ipc: bool) -> float:
         assert self.worker is not None
         workdir = self.worker.workdir
-        (workdir / "reference.py").write_text(reference.source)
-        (workdir / "candidate.py").write_text(self.request.candidate_source)
-        if self.worker.privileges_dropped:
-            for name in ("reference.py", "candidate.py"):
-                os.chown(workdir / name, 65534, 65534)
+        for name, source in (("reference.py", reference.source), ("candidate.py", self.request.candidate_source)):
+            (workdir / name).write_text(source)
+            # readable by the worker's user, whichever it is, even from a judge started with umask 077;
+            # the directory (the worker's own) keeps everyone else out
+            os.chmod(workdir / name, 0o644)
         # quiet: the worker measures its host's synchronize latency now, before the candidate's code
         # exists (the side-stream slack rests on it), and a spare's GPU set-up beside it would inflate it
         with _before_the_candidate(), self._quiet():

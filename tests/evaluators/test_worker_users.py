@@ -115,3 +115,20 @@ def test_two_workers_at_once_run_as_users_of_their_own():
         first.close()
         second.close()
     assert not any(worker_users.processes_of(uid) for uid in uids)
+
+
+def test_a_judge_with_a_private_umask_still_lets_its_worker_read_the_candidate():
+    # a service started with UMask=0077 writes the task's files 0600: they must be the worker's own user's
+    from evaluators.judge import Judge
+    from evaluators.protocol import Status
+    from tests.conftest import make_request
+
+    spec = resolve(Backend.triton_interpret)
+    if not ProcessSandbox()._can_drop_privileges(spec):
+        pytest.skip("no unprivileged user can run this Python (a root-only interpreter)")
+    before = os.umask(0o077)
+    try:
+        result = Judge(spec).evaluate(make_request("relu_reference.py", "relu_ok.py"))
+    finally:
+        os.umask(before)
+    assert result.status == Status.ok, result.message
