@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.worker_start import (
-    exit_with_parent,
     keep_memory_private,
     limit_own_cpu,
     start_triton_driver,
@@ -383,7 +382,6 @@ def _is_compile_error(error: BaseException) -> bool:
 def main(argv: list[str]) -> int:
     from evaluators.channel import Channel
 
-    exit_with_parent()  # first: before torch starts its threads, whatever the candidate does later
     keep_memory_private()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(argv[0])

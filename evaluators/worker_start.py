@@ -1,6 +1,6 @@
-"""What a worker process does for itself, apart from its candidate: it ends with its evaluator, keeps
-its memory from other processes of its user, compiles a first Triton kernel and builds Triton's
-driver helpers before any candidate exists, and lowers its own CPU limit to its request's."""
+"""What a worker process does for itself, apart from its candidate: it keeps its memory from other
+processes of its user, compiles a first Triton kernel and builds Triton's driver helpers before any
+candidate exists, and lowers its own CPU limit to its request's. (Its jail ends it with its evaluator.)"""
 
 from __future__ import annotations
 
@@ -8,23 +8,6 @@ import os
 from typing import Any
 
 _exit = os._exit  # captured before torch, triton or any candidate code can touch it
-
-
-def exit_with_parent(period_s: float = 0.5) -> None:
-    """End this worker when the process that started it is gone (killed, crashed): an orphan would
-    otherwise run its candidate, and hold its GPU memory, until its own limits stopped it. An idle
-    worker sees its channel close; a busy one is caught here, by being handed to another parent."""
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(period_s)
-        _exit(75)
-
-    threading.Thread(target=watch, name="kernelsmith-parent-watch", daemon=True).start()
 
 
 def keep_memory_private() -> None:
