@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from archive.errors import RunBusy
 from archive.rows import check_run_exists, now, utc
 from archive.schema import run_leases
+from evaluators.proctree import pid_namespace
 
 if TYPE_CHECKING:
     from archive.store import Archive
@@ -58,7 +59,7 @@ class Holder:
             return True
         # its pid means something here only on this host and in this PID namespace (containers on host
         # networking share the hostname, not their processes)
-        here = self.host == socket.gethostname() and self.owner.split(":", 1)[0] == _pid_namespace()
+        here = self.host == socket.gethostname() and self.owner.split(":", 1)[0] == pid_namespace()
         return here and not _process_exists(self.pid)
 
     def describe(self, at: datetime) -> str:
@@ -67,7 +68,7 @@ class Holder:
 
 def claim(archive: Archive, run_id: int, stale_after_s: float = STALE_AFTER_S) -> Lease:
     """Hold run `run_id` for this process, taking the lease over from a holder that is gone."""
-    lease = Lease(run_id=run_id, owner=f"{_pid_namespace()}:{uuid.uuid4().hex}", host=socket.gethostname(),
+    lease = Lease(run_id=run_id, owner=f"{pid_namespace()}:{uuid.uuid4().hex}", host=socket.gethostname(),
                   pid=os.getpid())
     for _ in range(_CLAIM_TRIES):
         with archive._write() as conn:
@@ -135,13 +136,6 @@ def _insert(conn: Connection, lease: Lease, at: datetime) -> bool:
     except IntegrityError:
         return False
     return True
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid").removeprefix("pid:")
-    except OSError:
-        return "?"
 
 
 def _process_exists(pid: int) -> bool:

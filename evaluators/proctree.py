@@ -50,6 +50,14 @@ def kill_tree(root: int, *, spare_root: bool = False) -> None:
         signal_quietly(pid, signal.SIGKILL)
 
 
+def pid_namespace() -> str:
+    """This process's PID namespace: a pid means the same process only to others in the same one."""
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:")
+    except OSError:
+        return "?"
+
+
 def signal_quietly(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from evaluators.proctree import pid_namespace
+
 PREFIXES = ("kernelsmith-worker-", "kernelsmith-judge-")
 OWNER = ".owner"  # "<pid> <start time> <pid namespace>" of the process that made the directory
 UNMARKED_AGE_S = 86_400.0  # a directory without a mark (an older version's) is left this long
@@ -71,7 +73,7 @@ def _alive(mark: str) -> bool:
     parts = mark.split()
     if len(parts) != 3 or not parts[0].isdigit():
         return False
-    if parts[2] != _namespace():
+    if parts[2] != pid_namespace():
         return True
     return _identity(int(parts[0])) == mark
 
@@ -84,11 +86,4 @@ def _identity(pid: int) -> str | None:
             fields = f.read().decode().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return f"{pid} {fields[19]} {_namespace()}"
-
-
-def _namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid").removeprefix("pid:")
-    except OSError:
-        return "?"
+    return f"{pid} {fields[19]} {pid_namespace()}"

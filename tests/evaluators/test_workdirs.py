@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from evaluators import workdirs
+from evaluators.proctree import pid_namespace
 from evaluators.reference import ReferenceStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_directories_of_killed_processes_are_swept_and_live_ones_kept(tmp_path):
     aged(ours, 120)
     reused = tmp_path / "kernelsmith-worker-reused"
     reused.mkdir()
-    namespace = workdirs._namespace()
+    namespace = pid_namespace()
     (reused / workdirs.OWNER).write_text(f"{os.getpid()} 1 {namespace}")  # our pid, another start: reused
     aged(reused, 120)
     elsewhere = tmp_path / "kernelsmith-worker-elsewhere"  # a process of another PID namespace: not ours to judge
