@@ -183,7 +183,7 @@ class ProcessSandbox:
         for sub in ("tmp", "home", "triton-cache"):
             (workdir / sub).mkdir()
         drop = self._can_drop_privileges(spec) if self.drop_privileges is None else self.drop_privileges
-        user = worker_users.claim() if drop else None
+        user = _claim_user() if drop else None
         try:
             return self._launch(workdir, spec, limits, connect_timeout_s, user)
         except BaseException:
@@ -265,7 +265,7 @@ class ProcessSandbox:
         needs_gpu = spec.device_index is not None
         key = (sys.executable, needs_gpu)
         if key not in self._privilege_probe:
-            user = worker_users.claim()
+            user = _claim_user()  # none free: the start fails, it never falls back to root
             probe = [sys.executable, "-m", "evaluators.jail", "--uid", str(user.uid), "--probe"]
             if needs_gpu:
                 probe.append("--probe-cuda")
@@ -295,6 +295,13 @@ def accept_worker(listener: socket.socket, exit_code: Callable[[], int | None], 
                 raise WorkerStartError(f"the worker exited with code {code} before connecting") from None
             if time.monotonic() > deadline:
                 raise WorkerStartError(f"the worker did not connect within {timeout_s:.0f} s") from None
+
+
+def _claim_user() -> worker_users.WorkerUser:
+    try:
+        return worker_users.claim()
+    except worker_users.NoWorkerUser as error:
+        raise WorkerStartError(str(error)) from None
 
 
 def peer_pid(connection: socket.socket) -> int:

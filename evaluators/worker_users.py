@@ -32,6 +32,10 @@ _cursor = itertools.count()
 _cursor_lock = threading.Lock()
 
 
+class NoWorkerUser(RuntimeError):
+    """Every uid of the range is held by a live worker or still run as by something left behind."""
+
+
 @dataclass
 class WorkerUser:
     uid: int
@@ -69,7 +73,8 @@ def claim() -> WorkerUser:
             continue
         remove_leftovers(uid)
         return WorkerUser(uid, fd)
-    raise RuntimeError(f"all {UID_COUNT} worker uids from {FIRST_UID} are in use")
+    raise NoWorkerUser(f"all {UID_COUNT} worker uids from {FIRST_UID} are in use (by live workers, or by processes "
+                       "left running as them): end those, or set KERNELSMITH_WORKER_FIRST_UID to a free range")
 
 
 def lock_directory(parents: tuple[str, ...] | None = None) -> Path | None:

@@ -180,7 +180,11 @@ def sandbox_checks() -> list[Check]:
         return checks
     from evaluators import worker_users
 
-    user = worker_users.claim()
+    try:
+        user = worker_users.claim()
+    except worker_users.NoWorkerUser as error:
+        checks.append(Check("privileges", "missing", f"no worker could start: {error}", needed=True))
+        return checks
     who = (f"a user of its own (uids {worker_users.FIRST_UID} to {worker_users.FIRST_UID + worker_users.UID_COUNT - 1})"
            if user.own else f"nobody (uid {worker_users.NOBODY}: no lock directory only root controls)")
     try:

@@ -14,9 +14,11 @@ import pytest
 
 from evaluators import worker_users
 from evaluators.backends import resolve
+from evaluators.judge import Judge
 from evaluators.proctree import kill_tree
-from evaluators.protocol import Backend
+from evaluators.protocol import Backend, Status
 from evaluators.sandbox import Limits, ProcessSandbox
+from tests.conftest import make_request
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="workers get users of their own only under root")
 REPO = str(Path(__file__).resolve().parents[2])
@@ -119,10 +121,6 @@ def test_two_workers_at_once_run_as_users_of_their_own():
 
 def test_a_judge_with_a_private_umask_still_lets_its_worker_read_the_candidate():
     # a service started with UMask=0077 writes the task's files 0600: they must be the worker's own user's
-    from evaluators.judge import Judge
-    from evaluators.protocol import Status
-    from tests.conftest import make_request
-
     spec = resolve(Backend.triton_interpret)
     if not ProcessSandbox()._can_drop_privileges(spec):
         pytest.skip("no unprivileged user can run this Python (a root-only interpreter)")
@@ -132,3 +130,16 @@ def test_a_judge_with_a_private_umask_still_lets_its_worker_read_the_candidate()
     finally:
         os.umask(before)
     assert result.status == Status.ok, result.message
+
+
+def test_with_every_worker_uid_taken_a_start_fails_clearly_and_never_runs_as_root(two_uids):
+    spec = resolve(Backend.triton_interpret)
+    held = [worker_users.claim(), worker_users.claim()]
+    try:
+        result = Judge(spec, sandbox=ProcessSandbox(drop_privileges=True)).evaluate(
+            make_request("relu_reference.py", "relu_ok.py"))
+        assert result.status == Status.infra_error  # the host's fault, retried elsewhere
+        assert "worker uids" in result.message and "in use" in result.message
+    finally:
+        for user in held:
+            user.release()
